@@ -1,0 +1,31 @@
+# The browser VM image: Debian bookworm + Xvfb + Chromium + the agent under supervisord.
+# It runs the same images/install.sh that `make` and CI run, so CI proves this recipe.
+#   docker build -t browser-vm-agent .                                  (headful)
+#   docker build --build-arg HEADLESS=1 -t browser-vm-agent:headless .  (Chromium --headless=new)
+FROM debian:bookworm-slim
+
+ARG HEADLESS=0
+ENV DEBIAN_FRONTEND=noninteractive \
+    VENV=/opt/agent/venv \
+    EXTRAS=none \
+    EDITABLE=0 \
+    DISPLAY=:99 \
+    AGENT_SCREEN=1920x1080x24 \
+    AGENT_HOST=0.0.0.0 \
+    AGENT_PORT=10001 \
+    AGENT_CDP_PORT=9222 \
+    AGENT_CHROMIUM_CDP_PORT=9223 \
+    AGENT_STATE_DIR=/home/kernel \
+    AGENT_REPO=/opt/agent/src \
+    AGENT_PYTHON=/opt/agent/venv/bin/python \
+    AGENT_SUPERVISOR_USER=root \
+    AGENT_HEADLESS=${HEADLESS}
+
+COPY . /opt/agent/src
+RUN /opt/agent/src/images/install.sh \
+    && rm -rf /var/lib/apt/lists/* \
+    && mkdir -p /home/kernel/logs
+
+WORKDIR /opt/agent/src
+EXPOSE 10001 9222
+ENTRYPOINT ["/opt/agent/venv/bin/python", "-m", "supervisor.supervisord", "-n", "-c", "/opt/agent/src/supervisor/supervisord.conf"]

@@ -1,0 +1,26 @@
+# `make run` and `make test` install whatever is missing first (images/install.sh is quick when nothing is).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export VENV
+
+.PHONY: install run test lint bench clean
+
+install:
+	@images/install.sh
+
+run: install
+	@$(VENV)/bin/browser-agent sandbox
+
+lint: install
+	$(VENV)/bin/ruff check agent tests bench
+	$(VENV)/bin/ruff format --check agent tests bench
+	$(VENV)/bin/mypy
+
+test: install lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: install
+	$(PY) -m bench $(BENCH_ARGS)
+
+clean:
+	rm -rf .sandbox .pytest_cache .mypy_cache .ruff_cache

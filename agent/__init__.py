@@ -1,0 +1,3 @@
+"""browser-vm-agent: the per-session browser computer daemon."""
+
+__version__ = "0.1.0"

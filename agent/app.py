@@ -1,0 +1,103 @@
+"""build_app(config): every capability's routes and lifecycles, wired in dependency order."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+
+from aiohttp import web
+
+from . import spec as spec_module
+from .cdp.relay import TcpRelay
+from .clipboard import http as clipboard_http
+from .clipboard.service import ClipboardService
+from .computer import http as computer_http
+from .computer.service import ComputerService, input_thread
+from .config import Config
+from .errors import error_middleware
+from .health import http as health_http
+from .health.service import Readiness
+from .screenshot import http as screenshot_http
+from .screenshot.service import ScreenshotService
+from .spec import SPEC_KEY, Spec
+from .tasks import TaskGroup
+from .x11.input import CursorState
+from .x11.selection import SelectionThread
+
+log = logging.getLogger(__name__)
+
+CONFIG_KEY = web.AppKey("config", Config)
+TASKS_KEY = web.AppKey("tasks", TaskGroup)
+
+Lifecycle = Callable[[web.Application], AsyncIterator[None]]
+
+
+def _tasks(app: web.Application) -> Lifecycle:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        group = TaskGroup("agent")
+        app[TASKS_KEY] = group
+        yield
+        await group.close()
+
+    return ctx
+
+
+def _readiness(config: Config) -> Lifecycle:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        readiness = Readiness(config)
+        app[health_http.READINESS_KEY] = readiness
+        app[TASKS_KEY].spawn(readiness.run(), name="readiness")
+        yield
+
+    return ctx
+
+
+def _computer(config: Config) -> Lifecycle:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        cursor = CursorState()
+        x_input = input_thread(config.display, cursor)
+        screenshots = ScreenshotService(config.display, cursor_visible=lambda: not cursor.hidden)
+        selection = SelectionThread(config.display)
+        selection.start()
+        app[computer_http.COMPUTER_KEY] = ComputerService(x_input)
+        app[screenshot_http.SCREENSHOT_KEY] = screenshots
+        app[clipboard_http.CLIPBOARD_KEY] = ClipboardService(selection)
+        yield
+        await asyncio.gather(x_input.close(), screenshots.close(), selection.stop(), return_exceptions=True)
+
+    return ctx
+
+
+def _cdp_relay(config: Config) -> Lifecycle:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        relay = TcpRelay(config.host, config.cdp_port, config.chromium_cdp_port)
+        await relay.start()
+        yield
+        await relay.stop()
+
+    return ctx
+
+
+def build_app(config: Config, spec: Spec | None = None) -> web.Application:
+    spec = spec or Spec.load()
+    app = web.Application(
+        middlewares=[error_middleware, spec_module.validation_middleware(config.max_json_body)],
+        client_max_size=config.max_json_body,
+    )
+    app[CONFIG_KEY] = config
+    app[SPEC_KEY] = spec
+    app.cleanup_ctx.extend([_tasks(app), _readiness(config), _computer(config), _cdp_relay(config)])
+    app.add_routes(
+        [
+            *spec_module.routes(),
+            *health_http.routes(),
+            *computer_http.routes(),
+            *screenshot_http.routes(),
+            *clipboard_http.routes(),
+        ]
+    )
+    missing = spec_module.unspecified_routes(app, spec)
+    if missing:
+        raise RuntimeError("routes missing from agent/openapi.yaml: " + ", ".join(missing))
+    return app

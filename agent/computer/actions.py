@@ -1,0 +1,351 @@
+"""Computer actions: parsed from validated request bodies, checked, then run on the X input thread.
+
+Each action is checked completely (key names, coordinates against the screen) before any action of the same
+request runs, so a bad request presses nothing. Running happens on the input XThread; whatever fails midway,
+the keys and buttons held are released (`XInput.holding` and `release_all`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any, ClassVar, Protocol
+
+from ..errors import AgentError, BadRequest
+from ..x11.input import XInput
+from ..x11.keysyms import char_to_keysym, parse_hold_keys, parse_keys
+from . import paths
+
+BUTTONS = {"left": 1, "middle": 2, "right": 3, "back": 8, "forward": 9}
+WHEEL = {"up": 4, "down": 5, "left": 6, "right": 7}
+
+
+class Cancelled(Exception):
+    """The request that started the action went away; the action stops and lets go of everything."""
+
+
+class Runner:
+    """What an action runs with: the X input state and a cancellable clock."""
+
+    def __init__(self, inp: XInput, cancel: threading.Event) -> None:
+        self.inp = inp
+        self.cancel = cancel
+
+    def sleep(self, seconds: float) -> None:
+        if seconds > 0 and self.cancel.wait(seconds):
+            raise Cancelled("request cancelled")
+        if self.cancel.is_set():
+            raise Cancelled("request cancelled")
+
+    def sleep_until(self, deadline: float) -> None:
+        self.sleep(deadline - time.monotonic())
+
+    def follow(self, path: paths.TimedPath) -> None:
+        """Move along a timed path, flushing each step so the pointer really moves at that time."""
+        start = time.monotonic()
+        for x, y, t in path:
+            self.sleep_until(start + t)
+            self.inp.move(x, y)
+            self.inp.display.flush()
+
+
+class Action(Protocol):
+    kind: ClassVar[str]
+
+    def check(self, screen: tuple[int, int]) -> None: ...
+
+    def run(self, runner: Runner) -> None: ...
+
+
+def check_point(x: int, y: int, screen: tuple[int, int], field: str = "") -> None:
+    where = f"{field}: " if field else ""
+    if x < 0 or y < 0:
+        raise BadRequest(f"{where}coordinates must be non-negative, got ({x}, {y})")
+    if x >= screen[0] or y >= screen[1]:
+        raise BadRequest(
+            f"{where}coordinates ({x}, {y}) exceed the screen (max {screen[0] - 1}x{screen[1] - 1})"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class ClickMouse:
+    kind: ClassVar[str] = "click_mouse"
+    x: int
+    y: int
+    button: int
+    click_type: str
+    num_clicks: int
+    hold_keys: list[int]
+
+    @classmethod
+    def parse(cls, body: Mapping[str, Any]) -> ClickMouse:
+        return cls(
+            x=int(body["x"]),
+            y=int(body["y"]),
+            button=BUTTONS[body.get("button", "left")],
+            click_type=body.get("click_type", "click"),
+            num_clicks=max(1, int(body.get("num_clicks", 1))),
+            hold_keys=parse_hold_keys(body.get("hold_keys")),
+        )
+
+    def check(self, screen: tuple[int, int]) -> None:
+        check_point(self.x, self.y, screen)
+
+    def run(self, runner: Runner) -> None:
+        inp = runner.inp
+        inp.move(self.x, self.y)
+        with inp.holding(self.hold_keys):
+            if self.click_type == "down":
+                inp.button_down(self.button)
+            elif self.click_type == "up":
+                inp.button_up(self.button)
+            else:
+                for _ in range(self.num_clicks):
+                    inp.button_down(self.button)
+                    inp.button_up(self.button)
+
+
+@dataclasses.dataclass(frozen=True)
+class MoveMouse:
+    kind: ClassVar[str] = "move_mouse"
+    x: int
+    y: int
+    smooth: bool
+    duration_ms: int | None
+    hold_keys: list[int]
+
+    @classmethod
+    def parse(cls, body: Mapping[str, Any]) -> MoveMouse:
+        duration = body.get("duration_ms")
+        return cls(
+            x=int(body["x"]),
+            y=int(body["y"]),
+            smooth=bool(body.get("smooth", True)),
+            duration_ms=None if duration is None else int(duration),
+            hold_keys=parse_hold_keys(body.get("hold_keys")),
+        )
+
+    def check(self, screen: tuple[int, int]) -> None:
+        check_point(self.x, self.y, screen)
+
+    def run(self, runner: Runner) -> None:
+        inp = runner.inp
+        with inp.holding(self.hold_keys):
+            if self.smooth:
+                start = inp.pointer()
+                path = paths.smooth_path([start, (self.x, self.y)], self.duration_ms, (inp.width, inp.height))
+                runner.follow(path)
+            inp.move(self.x, self.y)
+
+
+@dataclasses.dataclass(frozen=True)
+class DragMouse:
+    kind: ClassVar[str] = "drag_mouse"
+    path: list[tuple[int, int]]
+    button: int
+    delay_ms: int
+    steps_per_segment: int
+    step_delay_ms: int
+    smooth: bool
+    duration_ms: int | None
+    hold_keys: list[int]
+
+    @classmethod
+    def parse(cls, body: Mapping[str, Any]) -> DragMouse:
+        duration = body.get("duration_ms")
+        return cls(
+            path=[(int(p[0]), int(p[1])) for p in body["path"]],
+            button=BUTTONS[body.get("button", "left")],
+            delay_ms=int(body.get("delay", 0)),
+            steps_per_segment=int(body.get("steps_per_segment", 10)),
+            step_delay_ms=int(body.get("step_delay_ms", 50)),
+            smooth=bool(body.get("smooth", True)),
+            duration_ms=None if duration is None else int(duration),
+            hold_keys=parse_hold_keys(body.get("hold_keys")),
+        )
+
+    def check(self, screen: tuple[int, int]) -> None:
+        for index, (x, y) in enumerate(self.path):
+            check_point(x, y, screen, f"path[{index}]")
+
+    def run(self, runner: Runner) -> None:
+        inp = runner.inp
+        with inp.holding(self.hold_keys):
+            inp.move(*self.path[0])
+            inp.button_down(self.button)
+            try:
+                inp.flush()
+                runner.sleep(self.delay_ms / 1000)
+                if self.smooth:
+                    timed = paths.smooth_path(self.path, self.duration_ms, (inp.width, inp.height))
+                else:
+                    timed = paths.linear_path(self.path, self.steps_per_segment, self.step_delay_ms)
+                runner.follow(timed)
+                inp.move(*self.path[-1])
+            finally:
+                inp.button_up(self.button)
+
+
+@dataclasses.dataclass(frozen=True)
+class Scroll:
+    kind: ClassVar[str] = "scroll"
+    x: int
+    y: int
+    delta_x: int
+    delta_y: int
+    hold_keys: list[int]
+
+    @classmethod
+    def parse(cls, body: Mapping[str, Any]) -> Scroll:
+        return cls(
+            x=int(body["x"]),
+            y=int(body["y"]),
+            delta_x=int(body.get("delta_x", 0)),
+            delta_y=int(body.get("delta_y", 0)),
+            hold_keys=parse_hold_keys(body.get("hold_keys")),
+        )
+
+    def check(self, screen: tuple[int, int]) -> None:
+        if not self.delta_x and not self.delta_y:
+            raise BadRequest("at least one of delta_x or delta_y must be non-zero")
+        check_point(self.x, self.y, screen)
+
+    def run(self, runner: Runner) -> None:
+        inp = runner.inp
+        inp.move(self.x, self.y)
+        with inp.holding(self.hold_keys):
+            for delta, negative, positive in ((self.delta_y, "up", "down"), (self.delta_x, "left", "right")):
+                button = WHEEL[positive if delta > 0 else negative]
+                for _ in range(abs(delta)):
+                    inp.button_down(button)
+                    inp.button_up(button)
+
+
+@dataclasses.dataclass(frozen=True)
+class TypeText:
+    kind: ClassVar[str] = "type_text"
+    keysyms: list[int]
+    delay_ms: int
+
+    @classmethod
+    def parse(cls, body: Mapping[str, Any]) -> TypeText:
+        return cls(keysyms=[char_to_keysym(c) for c in body["text"]], delay_ms=int(body.get("delay", 0)))
+
+    def check(self, screen: tuple[int, int]) -> None:
+        pass
+
+    def run(self, runner: Runner) -> None:
+        inp = runner.inp
+        for index, keysym in enumerate(self.keysyms):
+            if index and self.delay_ms:
+                inp.flush()
+                runner.sleep(self.delay_ms / 1000)
+            inp.tap_keysym(keysym)
+
+
+@dataclasses.dataclass(frozen=True)
+class PressKey:
+    kind: ClassVar[str] = "press_key"
+    combos: list[list[int]]
+    duration_ms: int
+    hold_keys: list[int]
+
+    @classmethod
+    def parse(cls, body: Mapping[str, Any]) -> PressKey:
+        if not body["keys"]:
+            raise BadRequest("field 'keys' must contain at least one key")
+        return cls(
+            combos=parse_keys(body["keys"], "keys"),
+            duration_ms=int(body.get("duration", 0)),
+            hold_keys=parse_hold_keys(body.get("hold_keys")),
+        )
+
+    def check(self, screen: tuple[int, int]) -> None:
+        pass
+
+    def run(self, runner: Runner) -> None:
+        inp = runner.inp
+        with inp.holding(self.hold_keys):
+            if self.duration_ms:
+                # Everything goes down together, is held, and comes up in reverse order.
+                with inp.holding([keysym for combo in self.combos for keysym in combo]):
+                    inp.flush()
+                    runner.sleep(self.duration_ms / 1000)
+            else:
+                for combo in self.combos:
+                    with inp.holding(combo):
+                        pass
+
+
+@dataclasses.dataclass(frozen=True)
+class SetCursor:
+    kind: ClassVar[str] = "set_cursor"
+    hidden: bool
+
+    @classmethod
+    def parse(cls, body: Mapping[str, Any]) -> SetCursor:
+        return cls(hidden=bool(body["hidden"]))
+
+    def check(self, screen: tuple[int, int]) -> None:
+        pass
+
+    def run(self, runner: Runner) -> None:
+        runner.inp.set_cursor_hidden(self.hidden)
+
+
+@dataclasses.dataclass(frozen=True)
+class Sleep:
+    kind: ClassVar[str] = "sleep"
+    duration_ms: int
+
+    @classmethod
+    def parse(cls, body: Mapping[str, Any]) -> Sleep:
+        return cls(duration_ms=int(body["duration_ms"]))
+
+    def check(self, screen: tuple[int, int]) -> None:
+        pass
+
+    def run(self, runner: Runner) -> None:
+        runner.inp.flush()
+        runner.sleep(self.duration_ms / 1000)
+
+
+ACTIONS: dict[str, Any] = {
+    cls.kind: cls for cls in (ClickMouse, MoveMouse, DragMouse, Scroll, TypeText, PressKey, SetCursor, Sleep)
+}
+
+
+class BatchActionFailed(AgentError):
+    """One action of a batch failed; the status is that of the underlying error."""
+
+    def __init__(self, index: int, kind: str, cause: Exception) -> None:
+        message = cause.message if isinstance(cause, AgentError) else str(cause) or type(cause).__name__
+        super().__init__(f"actions[{index}] ({kind}): {message}")
+        self.index = index
+        self.cause = cause
+        if isinstance(cause, AgentError):
+            self.status = cause.status
+            self.code = cause.code
+
+    def body(self) -> dict[str, Any]:
+        out = super().body()
+        out["details"] = [{"code": "failed_action", "message": f"index={self.index}"}]
+        return out
+
+
+def parse_batch(actions: list[Mapping[str, Any]]) -> list[Action]:
+    parsed: list[Action] = []
+    for index, item in enumerate(actions):
+        kind = item["type"]
+        extra = sorted(set(item) - {"type", kind})
+        try:
+            if kind not in item:
+                raise BadRequest(f"field '{kind}' is required when type is {kind}")
+            if extra:
+                raise BadRequest(f"only the '{kind}' field may accompany type {kind}, got {', '.join(extra)}")
+            parsed.append(ACTIONS[kind].parse(item[kind]))
+        except BadRequest as exc:
+            raise BatchActionFailed(index, kind, exc) from None
+    return parsed

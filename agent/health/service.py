@@ -1,0 +1,109 @@
+"""Readiness of what the agent stands on (the X display, Chromium's DevTools endpoint) and /health."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import platform
+import socket
+import time
+from typing import Any
+
+import aiohttp
+
+from .. import __version__
+from ..config import Config
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Dependency:
+    ready: bool = False
+    since: float | None = None  # monotonic time it last became ready
+    detail: str = "not checked yet"
+    info: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def set(self, ready: bool, detail: str, info: dict[str, Any] | None = None) -> None:
+        if ready and not self.ready:
+            self.since = time.monotonic()
+        self.ready = ready
+        self.detail = detail
+        if info is not None:
+            self.info = info
+
+
+def x_socket_path(display: str) -> str:
+    number = display.split(":")[-1].split(".")[0]
+    return f"/tmp/.X11-unix/X{number}"
+
+
+class Readiness:
+    """Polls X and Chromium in the background (fast until ready, then slowly to notice restarts)."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.started = time.monotonic()
+        self.x = Dependency()
+        self.chromium = Dependency()
+
+    @property
+    def ready(self) -> bool:
+        return self.x.ready and self.chromium.ready
+
+    def _check_x(self) -> None:
+        path = x_socket_path(self.config.display)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(0.5)
+            try:
+                sock.connect(path)
+            except OSError as exc:
+                self.x.set(False, f"X display {self.config.display} not answering: {exc.strerror or exc}")
+                return
+        self.x.set(True, "ok", {"display": self.config.display, "screen": self.config.screen})
+
+    async def _check_chromium(self, session: aiohttp.ClientSession) -> None:
+        url = self.config.chromium_cdp_url + "/json/version"
+        try:
+            async with session.get(url, timeout=aiohttp.ClientTimeout(total=1.0)) as response:
+                data = await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            self.chromium.set(False, f"Chromium DevTools at {url} not answering: {exc or type(exc).__name__}")
+            return
+        self.chromium.set(
+            True,
+            "ok",
+            {
+                "browser": data.get("Browser"),
+                "protocol": data.get("Protocol-Version"),
+                "user_agent": data.get("User-Agent"),
+            },
+        )
+
+    async def run(self) -> None:
+        async with aiohttp.ClientSession() as session:
+            while True:
+                before = (self.x.ready, self.chromium.ready)
+                await asyncio.get_running_loop().run_in_executor(None, self._check_x)
+                await self._check_chromium(session)
+                after = (self.x.ready, self.chromium.ready)
+                if after != before:
+                    log.info("readiness: x=%s chromium=%s", *after)
+                await asyncio.sleep(self.config.ready_poll_s if not self.ready else 1.0)
+
+    def report(self) -> dict[str, Any]:
+        def dep(d: Dependency) -> dict[str, Any]:
+            out: dict[str, Any] = {"ready": d.ready, "detail": d.detail, **d.info}
+            if d.since is not None:
+                out["ready_for_s"] = round(time.monotonic() - d.since, 3)
+            return out
+
+        return {
+            "status": "ok" if self.ready else "starting",
+            "uptime_s": round(time.monotonic() - self.started, 3),
+            "version": __version__,
+            "python": platform.python_version(),
+            "x": dep(self.x),
+            "chromium": {**dep(self.chromium), "cdp_url": f"http://127.0.0.1:{self.config.cdp_port}"},
+        }

@@ -1,0 +1,175 @@
+"""The local sandbox: supervisord running Xvfb, Chromium and the agent, as the VM image does.
+
+Used by `browser-agent sandbox` (`make run`), by the test fixtures and by the benchmarks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from .config import Config, env_for
+
+REPO = Path(__file__).resolve().parent.parent
+SUPERVISOR_CONF = REPO / "supervisor" / "supervisord.conf"
+
+
+class SandboxError(RuntimeError):
+    pass
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.2)
+        return sock.connect_ex((host, port)) == 0
+
+
+class Sandbox:
+    def __init__(self, config: Config, extra_env: dict[str, str] | None = None) -> None:
+        self.config = config
+        self.state_dir = config.state_dir.resolve()
+        self.extra_env = extra_env or {}
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def agent_url(self) -> str:
+        host = "127.0.0.1" if self.config.host in ("0.0.0.0", "") else self.config.host
+        return f"http://{host}:{self.config.port}"
+
+    @property
+    def cdp_url(self) -> str:
+        return f"http://127.0.0.1:{self.config.cdp_port}"
+
+    def environment(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(env_for(self.config))
+        env.update(
+            {
+                "DISPLAY": self.config.display,
+                "AGENT_STATE_DIR": str(self.state_dir),
+                "AGENT_REPO": str(REPO),
+                "AGENT_PYTHON": sys.executable,
+                "AGENT_SUPERVISOR_USER": getpass.getuser(),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        env.update(self.extra_env)
+        return env
+
+    def start(self) -> None:
+        for name, port in (
+            ("agent", self.config.port),
+            ("CDP", self.config.cdp_port),
+            ("Chromium CDP", self.config.chromium_cdp_port),
+        ):
+            if port_in_use("127.0.0.1", port):
+                raise SandboxError(f"{name} port {port} is already in use (is another sandbox running?)")
+        (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "supervisor.supervisord", "-n", "-c", str(SUPERVISOR_CONF)],
+            env=self.environment(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.state_dir / "logs" / "supervisord.stderr", "ab"),  # noqa: SIM115
+            start_new_session=True,  # Ctrl-C reaches us, and we stop supervisord in order
+        )
+
+    def health(self) -> tuple[int, dict[str, Any]]:
+        try:
+            with urllib.request.urlopen(self.agent_url + "/health", timeout=2) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"{}")
+        except (OSError, ValueError):
+            return 0, {}
+
+    def cdp_version(self) -> dict[str, Any] | None:
+        try:
+            with urllib.request.urlopen(self.cdp_url + "/json/version", timeout=2) as response:
+                data: dict[str, Any] = json.loads(response.read())
+                return data
+        except (OSError, ValueError):
+            return None
+
+    def wait_ready(self, timeout: float = 60.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        report: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                raise SandboxError(f"supervisord exited with {self.process.returncode}; see {self.log_dir}")
+            status, report = self.health()
+            if status == 200 and self.cdp_version() is not None:
+                return report
+            time.sleep(0.1)
+        raise SandboxError(f"sandbox not ready after {timeout:.0f}s: {report or 'agent not answering'}")
+
+    @property
+    def log_dir(self) -> Path:
+        return self.state_dir / "logs"
+
+    def supervisorctl(self, *args: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "supervisor.supervisorctl", "-c", str(SUPERVISOR_CONF), *args],
+            env=self.environment(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        return result.stdout + result.stderr
+
+    def stop(self, timeout: float = 30.0) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)  # supervisord stops every program (whole groups), then exits
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def run_foreground(config: Config) -> int:
+    """`make run`: start, print the URLs once both answer, and stop everything on Ctrl-C."""
+    sandbox = Sandbox(config)
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)  # `kill` and `timeout` stop the sandbox as Ctrl-C does
+    signal.signal(signal.SIGHUP, interrupt)
+    try:
+        sandbox.start()
+    except SandboxError as exc:
+        print(f"browser-agent sandbox: {exc}", file=sys.stderr)
+        return 1
+    try:
+        report = sandbox.wait_ready()
+        print(f"agent   {sandbox.agent_url}   (health: {sandbox.agent_url}/health)")
+        print(f"CDP     {sandbox.cdp_url}   ({report['chromium'].get('browser')})")
+        print(f"display {config.display} {config.screen}; state and logs in {sandbox.state_dir}")
+        print("Ctrl-C stops everything.", flush=True)
+        assert sandbox.process is not None
+        return sandbox.process.wait()
+    except KeyboardInterrupt:
+        print("\nstopping…", flush=True)
+        return 0
+    except SandboxError as exc:
+        print(f"browser-agent sandbox: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        with contextlib.suppress(KeyboardInterrupt):
+            sandbox.stop()

@@ -1,0 +1,337 @@
+"""The OpenAPI contract, loaded once: request validation middleware and GET /spec.yaml, /spec.json.
+
+Every route the app registers must be an operation of `agent/openapi.yaml` (checked at start-up), so the
+middleware can validate the path parameters, the query and a JSON body of every request before a handler
+runs. Handlers read the validated body with `json_body(request)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from importlib import resources
+from typing import Any
+
+import yaml
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+from jsonschema import Draft202012Validator, FormatChecker
+from jsonschema.exceptions import ValidationError
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+from .errors import BadRequest, PayloadTooLarge
+
+SPEC_URI = "urn:browser-vm-agent:openapi"
+# Accepted on every route and never validated here: the SDK calls the VM directly as <base_url>/X?jwt=….
+ALWAYS_ALLOWED_QUERY = frozenset({"jwt"})
+_BODY_KEY = "agent.json_body"
+_HTTP_METHODS = ("get", "put", "post", "delete", "patch")
+
+_format_checker = FormatChecker()
+
+
+@_format_checker.checks("uuid", raises=ValueError)
+def _is_uuid(value: object) -> bool:
+    if not isinstance(value, str):
+        return True
+    uuid.UUID(value)
+    return True
+
+
+@dataclasses.dataclass(frozen=True)
+class Parameter:
+    name: str
+    location: str
+    required: bool
+    schema: dict[str, Any]
+    validator: Draft202012Validator
+
+
+@dataclasses.dataclass(frozen=True)
+class Operation:
+    method: str
+    path: str
+    operation_id: str
+    parameters: tuple[Parameter, ...]
+    body_content_types: tuple[str, ...]
+    body_required: bool
+    body_validator: Draft202012Validator | None
+
+    @property
+    def takes_json(self) -> bool:
+        return self.body_validator is not None
+
+
+class Spec:
+    """The parsed document plus one compiled validator per schema that requests use."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.document: dict[str, Any] = yaml.safe_load(text)
+        self.json_text = json.dumps(self.document, indent=2)
+        resource = Resource.from_contents(self.document, default_specification=DRAFT202012)
+        self._registry: Registry[Any] = Registry().with_resource(SPEC_URI, resource)
+        self.operations: dict[tuple[str, str], Operation] = {}
+        for path, item in self.document.get("paths", {}).items():
+            for method in _HTTP_METHODS:
+                if method in item:
+                    op = self._operation(path, method.upper(), item[method], item.get("parameters", []))
+                    self.operations[(op.method, op.path)] = op
+
+    @classmethod
+    def load(cls) -> Spec:
+        return cls(resources.files("agent").joinpath("openapi.yaml").read_text(encoding="utf-8"))
+
+    def validator(self, schema: Mapping[str, Any]) -> Draft202012Validator:
+        return Draft202012Validator(
+            self._rebase(schema), registry=self._registry, format_checker=_format_checker
+        )
+
+    def schema_validator(self, name: str) -> Draft202012Validator:
+        """A validator for `#/components/schemas/<name>`."""
+        return self.validator({"$ref": f"#/components/schemas/{name}"})
+
+    def _rebase(self, schema: Mapping[str, Any]) -> dict[str, Any]:
+        # Local refs ("#/components/...") inside a fragment must point into the whole document.
+        def walk(node: Any) -> Any:
+            if isinstance(node, dict):
+                return {
+                    k: (SPEC_URI + v if k == "$ref" and isinstance(v, str) and v.startswith("#") else walk(v))
+                    for k, v in node.items()
+                }
+            if isinstance(node, list):
+                return [walk(v) for v in node]
+            return node
+
+        result: dict[str, Any] = walk(dict(schema))
+        return result
+
+    def _operation(
+        self, path: str, method: str, op: dict[str, Any], shared: list[dict[str, Any]]
+    ) -> Operation:
+        params: list[Parameter] = []
+        for raw in [*shared, *op.get("parameters", [])]:
+            raw = self._deref(raw)
+            if raw.get("in") not in ("query", "path"):
+                continue
+            schema = raw.get("schema", {})
+            params.append(
+                Parameter(raw["name"], raw["in"], bool(raw.get("required")), schema, self.validator(schema))
+            )
+        body = self._deref(op.get("requestBody", {}))
+        content: dict[str, Any] = body.get("content", {})
+        json_schema = content.get("application/json", {}).get("schema")
+        validator = self.validator(json_schema) if json_schema is not None else None
+        if not content:
+            # Operations without a body (get_mouse_position, clipboard/read) still get `{}` or an empty
+            # body from the SDK; any field in it is unknown.
+            validator = self.validator({"type": "object", "additionalProperties": False})
+        return Operation(
+            method=method,
+            path=path,
+            operation_id=op.get("operationId", f"{method} {path}"),
+            parameters=tuple(params),
+            body_content_types=tuple(content),
+            body_required=bool(body.get("required")),
+            body_validator=validator,
+        )
+
+    def _deref(self, node: dict[str, Any]) -> dict[str, Any]:
+        while "$ref" in node:
+            target: Any = self.document
+            for part in node["$ref"].lstrip("#/").split("/"):
+                target = target[part]
+            node = target
+        return node
+
+
+# --- turning jsonschema errors into messages that name the field ---------------------------------------
+
+
+def field_path(parts: Iterable[str | int], prefix: str = "") -> str:
+    out = prefix
+    for part in parts:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def describe(error: ValidationError, prefix: str = "") -> str:
+    where = field_path(error.absolute_path, prefix)
+    kind = error.validator
+    value: Any = error.validator_value
+    instance: Any = error.instance
+    schema: Any = error.schema
+    if kind == "additionalProperties":
+        extra = sorted(set(instance) - set(schema.get("properties", {})))
+        names = ", ".join(field_path([name], where) for name in extra)
+        return f"unknown field{'s' if len(extra) > 1 else ''}: {names}"
+    if kind == "required":
+        missing = [name for name in value if name not in instance]
+        return "missing required field: " + ", ".join(field_path([name], where) for name in missing)
+    subject = f"field '{where}'" if where else "request body"
+    if kind == "type":
+        return f"{subject} must be of type {value}, got {_json_type(instance)}"
+    if kind == "enum":
+        return f"{subject} must be one of {', '.join(map(str, value))}, got {instance!r}"
+    if kind in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        op = {"minimum": ">=", "maximum": "<=", "exclusiveMinimum": ">", "exclusiveMaximum": "<"}[kind]
+        return f"{subject} must be {op} {value}, got {instance!r}"
+    if kind in ("minItems", "maxItems"):
+        bound = "at least" if kind == "minItems" else "at most"
+        return f"{subject} must have {bound} {value} items, got {len(instance)}"
+    if kind in ("minLength", "maxLength"):
+        bound = "at least" if kind == "minLength" else "at most"
+        return f"{subject} must be {bound} {value} characters long"
+    if kind == "pattern":
+        return f"{subject} must match {value}, got {instance!r}"
+    if kind == "format":
+        return f"{subject} must be a valid {value}, got {instance!r}"
+    return f"{subject}: {error.message}"
+
+
+def _json_type(value: object) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int):
+        return "integer"
+    if isinstance(value, float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def check(validator: Draft202012Validator, instance: object, prefix: str = "") -> None:
+    """Raise BadRequest naming the first offending field (all of them in `details`)."""
+    errors = sorted(validator.iter_errors(instance), key=lambda e: (len(e.absolute_path), str(e.path)))
+    if not errors:
+        return
+    # The deepest error says most; prefer it, but report every one.
+    best = max(errors, key=lambda e: len(e.absolute_path))
+    messages = [describe(e, prefix) for e in errors]
+    raise BadRequest(
+        describe(best, prefix),
+        details=[{"code": "invalid_input", "message": m} for m in messages] if len(messages) > 1 else None,
+    )
+
+
+def _coerce(raw: str, schema: Mapping[str, Any]) -> object:
+    kind = schema.get("type")
+    try:
+        if kind == "integer" and re.fullmatch(r"[+-]?\d+", raw):
+            return int(raw)
+        if kind == "number":
+            return float(raw)
+        if kind == "boolean" and raw.lower() in ("true", "false", "1", "0"):
+            return raw.lower() in ("true", "1")
+    except ValueError:
+        pass
+    return raw
+
+
+def check_parameters(op: Operation, request: web.Request) -> None:
+    known = {p.name for p in op.parameters if p.location == "query"}
+    unknown = sorted(set(request.query) - known - ALWAYS_ALLOWED_QUERY)
+    if unknown:
+        raise BadRequest("unknown query parameter: " + ", ".join(unknown))
+    for param in op.parameters:
+        source: Mapping[str, str] = request.query if param.location == "query" else request.match_info
+        if param.name not in source:
+            if param.required:
+                raise BadRequest(f"missing required {param.location} parameter: {param.name}")
+            continue
+        value = _coerce(source[param.name], param.schema)
+        check(param.validator, value, prefix=param.name)
+
+
+# --- the middleware ----------------------------------------------------------------------------------
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+SPEC_KEY = web.AppKey("spec", Spec)
+
+
+def operation_for(request: web.Request) -> Operation | None:
+    spec = request.app[SPEC_KEY]
+    route = request.match_info.route
+    resource = route.resource
+    if resource is None:
+        return None
+    return spec.operations.get((request.method, resource.canonical))
+
+
+async def _read_json(request: web.Request, op: Operation, limit: int) -> object:
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+    raw = bytearray()
+    while chunk := await request.content.read(65536):
+        raw += chunk
+        if len(raw) > limit:
+            raise PayloadTooLarge(f"request body is larger than {limit} bytes")
+    if not raw.strip():
+        if op.body_required and op.body_content_types:
+            raise BadRequest("request body is required (a JSON object)")
+        return {}
+    ctype = request.content_type
+    if ctype not in ("application/json", "application/octet-stream", "text/plain", "") and not ctype.endswith(
+        "+json"
+    ):
+        raise BadRequest(f"unsupported Content-Type {ctype!r}; send application/json")
+    try:
+        return json.loads(bytes(raw))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}") from None
+
+
+def validation_middleware(max_json_body: int) -> Middleware:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        op = operation_for(request)
+        if op is not None:
+            check_parameters(op, request)
+            if op.body_validator is not None:
+                body = await _read_json(request, op, max_json_body)
+                check(op.body_validator, body)
+                request[_BODY_KEY] = body
+        return await handler(request)
+
+    return middleware
+
+
+def json_body(request: web.Request) -> dict[str, Any]:
+    """The request's JSON body, already validated against the operation's schema."""
+    body: dict[str, Any] = request.get(_BODY_KEY, {})
+    return body
+
+
+def unspecified_routes(app: web.Application, spec: Spec) -> list[str]:
+    """Routes the app serves that the spec does not describe (should be none)."""
+    missing = []
+    for route in app.router.routes():
+        if route.method in ("HEAD", "*") or route.resource is None:
+            continue
+        if (route.method, route.resource.canonical) not in spec.operations:
+            missing.append(f"{route.method} {route.resource.canonical}")
+    return missing
+
+
+async def get_spec_yaml(request: web.Request) -> web.Response:
+    return web.Response(text=request.app[SPEC_KEY].text, content_type="application/yaml")
+
+
+async def get_spec_json(request: web.Request) -> web.Response:
+    return web.Response(text=request.app[SPEC_KEY].json_text, content_type="application/json")
+
+
+def routes() -> list[web.RouteDef]:
+    return [web.get("/spec.yaml", get_spec_yaml), web.get("/spec.json", get_spec_json)]
