@@ -21,6 +21,9 @@ def _serve(config: config_module.Config) -> int:
         access_log=logging.getLogger("aiohttp.access") if config.log_level == "debug" else None,
         print=None,
         reuse_address=True,
+        # A client that goes away cancels its handler: a long drag or batch stops and lets go of the
+        # keys and buttons it holds (see computer.actions.Runner).
+        handler_cancellation=True,
         shutdown_timeout=3.0,  # in-flight requests get this long; supervisord restarts must be quick
     )
     return 0

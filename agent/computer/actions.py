@@ -20,6 +20,7 @@ from . import paths
 
 BUTTONS = {"left": 1, "middle": 2, "right": 3, "back": 8, "forward": 9}
 WHEEL = {"up": 4, "down": 5, "left": 6, "right": 7}
+REPEAT_CLICK_INTERVAL_S = 0.015
 
 
 class Cancelled(Exception):
@@ -102,7 +103,11 @@ class ClickMouse:
             elif self.click_type == "up":
                 inp.button_up(self.button)
             else:
-                for _ in range(self.num_clicks):
+                for index in range(self.num_clicks):
+                    if index:
+                        # Chromium counts a click as repeated only if its X timestamp (ms) differs.
+                        inp.flush()
+                        runner.sleep(REPEAT_CLICK_INTERVAL_S)
                     inp.button_down(self.button)
                     inp.button_up(self.button)
 

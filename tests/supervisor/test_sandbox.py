@@ -1,0 +1,95 @@
+"""`make run`'s command, for real: it prints both URLs once they answer, survives a Chromium crash, and
+Ctrl-C leaves no process behind."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from typing import Any
+
+import psutil
+
+from agent.sandbox import REPO
+from tests.conftest import free_display, free_port
+
+
+def _get(url: str) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(url, timeout=3) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+    except OSError:
+        return 0, None
+
+
+def _wait_health(url: str, ready: bool, timeout: float = 60) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        status, body = _get(url + "/health")
+        if body and (status == 200) == ready:
+            result: dict[str, Any] = body
+            return result
+        time.sleep(0.1)
+    raise AssertionError(f"health never became ready={ready}")
+
+
+def test_sandbox_runs_recovers_and_stops_cleanly() -> None:
+    port, cdp_port = free_port(), free_port()
+    state = tempfile.mkdtemp(prefix="agent-test-run-")
+    command = [
+        sys.executable, "-m", "agent", "sandbox", "--port", str(port), "--cdp-port", str(cdp_port),
+        "--chromium-cdp-port", str(free_port()), "--display", free_display(), "--state-dir", state,
+    ]  # fmt: skip
+    cli = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    try:
+        assert cli.stdout is not None
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            line = cli.stdout.readline()
+            assert line, f"sandbox exited early: {lines}"
+            lines.append(line)
+            if "Ctrl-C" in line:
+                break
+        text = "".join(lines)
+        assert f"http://127.0.0.1:{port}" in text and f"http://127.0.0.1:{cdp_port}" in text
+
+        agent_url = f"http://127.0.0.1:{port}"
+        status, health = _get(agent_url + "/health")
+        assert status == 200 and health["chromium"]["ready"] and health["x"]["ready"]
+        status, version = _get(f"http://127.0.0.1:{cdp_port}/json/version")
+        assert status == 200 and version["Browser"].startswith("Chrome/")
+
+        # Chromium dies: supervisord restarts it, and the agent notices both.
+        browser = next(
+            p for p in psutil.Process(cli.pid).children(recursive=True)
+            if p.name() == "chromium" and not any(a.startswith("--type=") for a in p.cmdline())
+        )  # fmt: skip
+        browser.kill()
+        _wait_health(agent_url, ready=False, timeout=10)
+        _wait_health(agent_url, ready=True, timeout=60)
+
+        family = psutil.Process(cli.pid).children(recursive=True)
+        assert {p.name() for p in family} >= {"Xvfb", "chromium"}
+        cli.send_signal(signal.SIGINT)  # what Ctrl-C does
+        assert cli.wait(60) == 0
+        time.sleep(0.5)
+        alive = []
+        for proc in family:
+            try:
+                if proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(proc)
+            except psutil.NoSuchProcess:
+                pass
+        assert not alive, f"left behind: {alive}"
+        assert _get(agent_url + "/health")[0] == 0
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+            cli.wait()
