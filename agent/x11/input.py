@@ -163,7 +163,8 @@ class XInput:
             for keycode in reversed(pressed):
                 if keycode in self.held_keys:
                     self.key_up(keycode)
-            self.flush()
+            if pressed:
+                self.flush()
 
     def release_all(self) -> None:
         """After a failure: let go of every key and button this connection holds."""

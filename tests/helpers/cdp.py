@@ -74,11 +74,11 @@ class PageSession:
     async def navigate(self, url: str) -> None:
         while not self._events.empty():
             self._events.get_nowait()
+        # The old document is marked not ready; the new one marks itself ready (window.__ready = true).
+        await self.evaluate("window.__ready = false")
         await self.call("Page.navigate", url=url)
-        for _ in range(200):
-            if await self.evaluate("document.readyState === 'complete' && !!window.__ready") and (
-                await self.evaluate("location.href") == url
-            ):
+        for _ in range(400):
+            if await self.evaluate("document.readyState === 'complete' && window.__ready === true"):
                 return
             await asyncio.sleep(0.025)
         raise CDPError(f"page {url} did not load")

@@ -1,0 +1,71 @@
+"""Shared benchmark plumbing: a private sandbox, timing, and the report table."""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from agent.config import Config
+from agent.sandbox import Sandbox
+from tests.conftest import free_display, free_port
+
+
+@contextlib.contextmanager
+def sandbox() -> Iterator[Sandbox]:
+    """A sandbox of its own (free ports and display), so a running `make run` is not disturbed."""
+    config = Config(
+        port=free_port(),
+        cdp_port=free_port(),
+        chromium_cdp_port=free_port(),
+        display=free_display(),
+        state_dir=Path(tempfile.mkdtemp(prefix="agent-bench-")),
+    )
+    box = Sandbox(config)
+    box.start()
+    try:
+        box.wait_ready(90)
+        yield box
+    finally:
+        box.stop()
+
+
+@dataclass
+class Timing:
+    name: str
+    samples_ms: list[float]
+
+    @property
+    def p50(self) -> float:
+        return statistics.median(self.samples_ms)
+
+    @property
+    def p90(self) -> float:
+        ordered = sorted(self.samples_ms)
+        return ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))]
+
+
+async def measure(name: str, runs: int, action: Callable[[], Awaitable[object]], warmup: int = 3) -> Timing:
+    for _ in range(warmup):
+        await action()
+    samples = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        await action()
+        samples.append((time.perf_counter() - start) * 1000)
+    return Timing(name, samples)
+
+
+def report(title: str, ours: Timing, peers: list[Timing], target: str = "") -> None:
+    print(f"\n## {title}")
+    print(f"{'way':58} {'p50 ms':>9} {'p90 ms':>9} {'ratio':>8}")
+    for timing in [ours, *peers]:
+        ratio = timing.p50 / ours.p50 if ours.p50 else float("inf")
+        label = "1.0 (ours)" if timing is ours else f"{ratio:.1f}x"
+        print(f"{timing.name:58} {timing.p50:9.2f} {timing.p90:9.2f} {label:>8}")
+    if target:
+        print(f"target: {target}")
