@@ -31,6 +31,11 @@ CONFIG_KEY = web.AppKey("config", Config)
 TASKS_KEY = web.AppKey("tasks", TaskGroup)
 
 Lifecycle = Callable[[web.Application], AsyncIterator[None]]
+# A capability package's `http.install(app, config)`: adds its routes and its cleanup_ctx lifecycle.
+Installer = Callable[[web.Application, Config], None]
+
+# Capabilities that install themselves, in dependency order (each line: `<package>_http.install,`).
+INSTALLERS: list[Installer] = []
 
 
 def _tasks(app: web.Application) -> Lifecycle:
@@ -88,6 +93,8 @@ def build_app(config: Config, spec: Spec | None = None) -> web.Application:
     app[CONFIG_KEY] = config
     app[SPEC_KEY] = spec
     app.cleanup_ctx.extend([_tasks(app), _readiness(config), _computer(config), _cdp_relay(config)])
+    for install in INSTALLERS:
+        install(app, config)
     app.add_routes(
         [
             *spec_module.routes(),
