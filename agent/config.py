@@ -27,6 +27,14 @@ class Config:
     # Upper bound for one request body (JSON routes); uploads stream and are not bound by it.
     max_json_body: int = 8 * 1024 * 1024
 
+    # --- fs (agent/fs) ---
+    # When set, every /fs route is confined to this directory (paths outside it are 403).
+    fs_root: str = ""
+
+    # --- process (agent/process) ---
+
+    # --- cdp, curl, playwright (agent/cdp, agent/curl, agent/playwright) ---
+
     @property
     def screen_size(self) -> tuple[int, int]:
         width, height, *_ = self.screen.split("x")
