@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from agent.errors import error_middleware
 from agent.sse import EventBuffer, last_event_id, stream
 
 
@@ -49,7 +50,7 @@ async def test_follow_replays_then_waits_then_ends_when_closed() -> None:
 
 
 async def _serve(handler: Any) -> AsyncIterator[str]:
-    app = web.Application()
+    app = web.Application(middlewares=[error_middleware])
     app.router.add_get("/s", handler)
     runner = web.AppRunner(app)
     await runner.setup()
@@ -98,23 +99,10 @@ async def test_bad_last_event_id_is_a_400() -> None:
         last_event_id(request)
         return web.Response()
 
-    from agent.errors import error_middleware
-
-    app = web.Application(middlewares=[error_middleware])
-    app.router.add_get("/s", handler)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        async with (
-            aiohttp.ClientSession() as http,
-            http.get(f"http://127.0.0.1:{runner.addresses[0][1]}/s", headers={"Last-Event-ID": "x"}) as r,
-        ):
+    async for url in _serve(handler):
+        async with aiohttp.ClientSession() as http, http.get(url, headers={"Last-Event-ID": "x"}) as r:
             assert r.status == 400
             assert (await r.json())["code"] == "bad_request"
-    finally:
-        await runner.cleanup()
 
 
 @pytest.mark.parametrize("header", ["", "0"])

@@ -20,6 +20,17 @@ async def _value_becomes(page: RecorderPage, expected: str) -> str:
     return value
 
 
+async def _clipboard_becomes(agent: AgentClient, expected: str) -> str:
+    """Chromium copies when it handles ctrl+c, a moment after the key press returns."""
+    read = ""
+    for _ in range(100):
+        read = (await agent.post("/computer/clipboard/read")).json()["text"]
+        if read == expected:
+            break
+        await asyncio.sleep(0.05)
+    return read
+
+
 async def test_written_text_is_what_ctrl_v_pastes(page: RecorderPage, agent: AgentClient) -> None:
     text = "clip héllo € ✓ 日本"
     reply = await agent.post("/computer/clipboard/write", {"text": text})
@@ -36,13 +47,7 @@ async def test_text_copied_in_chromium_is_what_read_returns(page: RecorderPage, 
     await agent.post("/computer/type", {"text": text})
     assert await _value_becomes(page, text) == text
     await agent.post("/computer/press_key", {"keys": ["ctrl+a", "ctrl+c"]})
-    read = ""
-    for _ in range(100):
-        read = (await agent.post("/computer/clipboard/read")).json()["text"]
-        if read == text:
-            break
-        await asyncio.sleep(0.02)
-    assert read == text
+    assert await _clipboard_becomes(agent, text) == text
 
 
 async def test_large_text_round_trips_through_chromium(page: RecorderPage, agent: AgentClient) -> None:
@@ -54,13 +59,7 @@ async def test_large_text_round_trips_through_chromium(page: RecorderPage, agent
     assert await _value_becomes(page, text) == text
     await agent.post("/computer/clipboard/write", {"text": "small"})
     await agent.post("/computer/press_key", {"keys": ["ctrl+a", "ctrl+c"]})
-    read = ""
-    for _ in range(100):
-        read = (await agent.post("/computer/clipboard/read")).json()["text"]
-        if read == text:
-            break
-        await asyncio.sleep(0.05)
-    assert read == text
+    assert await _clipboard_becomes(agent, text) == text
 
 
 async def test_clipboard_leaves_no_helper_processes(agent: AgentClient, sandbox: Sandbox) -> None:
