@@ -9,15 +9,19 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from . import spec as spec_module
-from .cdp.relay import TcpRelay
+from .cdp import http as cdp_http
 from .clipboard import http as clipboard_http
 from .clipboard.service import ClipboardService
 from .computer import http as computer_http
 from .computer.service import ComputerService, input_thread
 from .config import Config
+from .curl import http as curl_http
 from .errors import error_middleware
+from .fs import http as fs_http
 from .health import http as health_http
 from .health.service import Readiness
+from .playwright import http as playwright_http
+from .process import http as process_http
 from .screenshot import http as screenshot_http
 from .screenshot.service import ScreenshotService
 from .spec import SPEC_KEY, Spec
@@ -35,7 +39,13 @@ Lifecycle = Callable[[web.Application], AsyncIterator[None]]
 Installer = Callable[[web.Application, Config], None]
 
 # Capabilities that install themselves, in dependency order (each line: `<package>_http.install,`).
-INSTALLERS: list[Installer] = []
+INSTALLERS: list[Installer] = [
+    fs_http.install,
+    process_http.install,
+    cdp_http.install,
+    curl_http.install,
+    playwright_http.install,
+]
 
 
 def _tasks(app: web.Application) -> Lifecycle:
@@ -74,16 +84,6 @@ def _computer(config: Config) -> Lifecycle:
     return ctx
 
 
-def _cdp_relay(config: Config) -> Lifecycle:
-    async def ctx(app: web.Application) -> AsyncIterator[None]:
-        relay = TcpRelay(config.host, config.cdp_port, config.chromium_cdp_port)
-        await relay.start()
-        yield
-        await relay.stop()
-
-    return ctx
-
-
 def build_app(config: Config, spec: Spec | None = None) -> web.Application:
     spec = spec or Spec.load()
     app = web.Application(
@@ -92,7 +92,7 @@ def build_app(config: Config, spec: Spec | None = None) -> web.Application:
     )
     app[CONFIG_KEY] = config
     app[SPEC_KEY] = spec
-    app.cleanup_ctx.extend([_tasks(app), _readiness(config), _computer(config), _cdp_relay(config)])
+    app.cleanup_ctx.extend([_tasks(app), _readiness(config), _computer(config)])
     for install in INSTALLERS:
         install(app, config)
     app.add_routes(

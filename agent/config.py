@@ -30,10 +30,45 @@ class Config:
     # --- fs (agent/fs) ---
     # When set, every /fs route is confined to this directory (paths outside it are 403).
     fs_root: str = ""
+    # upload_zip: an archive whose entries add up to more than this (declared or actually read) is a 400.
+    fs_max_extract_bytes: int = 2 * 1024 * 1024 * 1024
+    fs_max_extract_entries: int = 100_000
+    # Watches at once, and events each keeps for Last-Event-ID resume.
+    fs_max_watches: int = 64
+    fs_watch_buffer: int = 4096
+    # fsync written files before renaming them into place (durable across a crash of the VM).
+    fs_fsync: bool = True
 
     # --- process (agent/process) ---
+    # /process/exec keeps at most this many bytes of stdout and of stderr (the rest is read and dropped).
+    process_exec_output_cap: int = 16 * 1024 * 1024
+    # Output a spawned process keeps for its streams; the oldest output goes first, the child never blocks.
+    process_buffer_bytes: int = 8 * 1024 * 1024
+    # How long an exited spawned process stays queryable (status, stream, replay) before it is forgotten.
+    process_retention_s: float = 300.0
+    # After a timeout, a kill on shutdown: SIGTERM to the group, then SIGKILL after this long.
+    process_kill_grace_s: float = 2.0
+    # After the main process exits, how long to keep reading output its leftover children still write.
+    process_drain_s: float = 1.0
+    # POST /process/{id}/stdin waits this long for a child that does not read, then reports what it wrote.
+    process_stdin_timeout_s: float = 10.0
 
     # --- cdp, curl, playwright (agent/cdp, agent/curl, agent/playwright) ---
+    # Largest DevTools message: a full-page screenshot is tens of MB (websockets' default 1 MiB breaks CDP).
+    cdp_max_message_bytes: int = 256 * 1024 * 1024
+    # While Chromium restarts, CDP proxy requests wait this long for it before answering 503.
+    cdp_proxy_wait_s: float = 8.0
+    # POST /curl: a response body larger than this is refused (502 with a message naming the cap).
+    curl_max_response_bytes: int = 32 * 1024 * 1024
+    # Hidden targets that run /curl requests at once (more requests wait), and how many stay warm.
+    curl_max_concurrency: int = 16
+    curl_idle_targets: int = 2
+    # POST /playwright/execute: named executors besides "default" (each is a Node process with its own tab).
+    playwright_max_executors: int = 8
+    # Node binary for the Playwright workers; empty = the one inside the python `playwright` wheel.
+    playwright_node: str = ""
+    # How long a new worker may take to start and connect to Chromium.
+    playwright_start_timeout_s: float = 30.0
 
     @property
     def screen_size(self) -> tuple[int, int]:

@@ -6,6 +6,7 @@ Used by `browser-agent sandbox` (`make run`), by the test fixtures and by the be
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import getpass
 import json
 import os
@@ -23,6 +24,14 @@ from .config import Config, env_for
 
 REPO = Path(__file__).resolve().parent.parent
 SUPERVISOR_CONF = REPO / "supervisor" / "supervisord.conf"
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when our process dies, even by SIGKILL, so that supervisord
+    (which then stops every program) never outlives the sandbox that started it."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    pr_set_pdeathsig = 1
+    libc.prctl(pr_set_pdeathsig, signal.SIGTERM, 0, 0, 0)
 
 
 class SandboxError(RuntimeError):
@@ -64,6 +73,11 @@ class Sandbox:
                 "PYTHONUNBUFFERED": "1",
             }
         )
+        if not self.config.fs_root and "AGENT_FS_ROOT" not in self.extra_env:
+            # /fs routes of a local sandbox stay in its own directory, never the host's files.
+            fs_root = self.state_dir / "fs"
+            fs_root.mkdir(parents=True, exist_ok=True)
+            env["AGENT_FS_ROOT"] = str(fs_root)
         env.update(self.extra_env)
         return env
 
@@ -83,6 +97,7 @@ class Sandbox:
             stdout=subprocess.DEVNULL,
             stderr=open(self.state_dir / "logs" / "supervisord.stderr", "ab"),  # noqa: SIM115
             start_new_session=True,  # Ctrl-C reaches us, and we stop supervisord in order
+            preexec_fn=_die_with_parent,
         )
 
     def health(self) -> tuple[int, dict[str, Any]]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-FAMILIES = ["computer"]
+FAMILIES = ["computer", "process", "cdp", "fs"]
 
 
 def main(argv: list[str]) -> int:

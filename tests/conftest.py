@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import random
 import socket
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -28,7 +29,9 @@ def free_port() -> int:
 
 
 def free_display() -> str:
-    for number in range(90, 200):
+    # Start at a random number so that sandboxes started at the same moment rarely pick the same one.
+    start = random.randrange(100, 900)
+    for number in [*range(start, 1000), *range(90, start)]:
         if not os.path.exists(f"/tmp/.X{number}-lock") and not os.path.exists(f"/tmp/.X11-unix/X{number}"):
             return f":{number}"
     raise RuntimeError("no free X display number")

@@ -8,6 +8,7 @@ import logging
 import platform
 import socket
 import time
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -47,6 +48,8 @@ class Readiness:
         self.started = time.monotonic()
         self.x = Dependency()
         self.chromium = Dependency()
+        # Live state other parts add to the report (e.g. "cdp": the shared DevTools connection and proxy).
+        self.sections: dict[str, Callable[[], dict[str, Any]]] = {}
 
     @property
     def ready(self) -> bool:
@@ -106,4 +109,5 @@ class Readiness:
             "python": platform.python_version(),
             "x": dep(self.x),
             "chromium": {**dep(self.chromium), "cdp_url": f"http://127.0.0.1:{self.config.cdp_port}"},
+            **{name: section() for name, section in self.sections.items()},
         }

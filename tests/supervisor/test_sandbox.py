@@ -90,6 +90,10 @@ def test_sandbox_runs_recovers_and_stops_cleanly() -> None:
         assert not alive, f"left behind: {alive}"
         assert _get(agent_url + "/health")[0] == 0
     finally:
-        if cli.poll() is None:
-            cli.kill()
-            cli.wait()
+        if cli.poll() is None:  # a failed assertion: stop it the way Ctrl-C does, then insist
+            cli.send_signal(signal.SIGINT)
+            try:
+                cli.wait(30)
+            except subprocess.TimeoutExpired:
+                cli.kill()
+                cli.wait()

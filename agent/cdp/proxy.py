@@ -1,0 +1,269 @@
+"""The stable CDP address (config.cdp_port, 9222): Chromium's DevTools HTTP and websocket endpoints, proxied.
+
+Chromium itself listens on 127.0.0.1:chromium_cdp_port and gets a new browser id every time it starts. The
+proxy keeps one address for clients across restarts:
+- `/json/version`, `/json/list` (`/json`), `/json/new`, `/json/activate/…`, `/json/close/…`, `/json/protocol`
+  are forwarded; websocket and DevTools-frontend URLs in the answers point at the proxy (built from the
+  request's Host header, so they work from wherever the client stands).
+- `/devtools/browser/<any id>` is the current browser endpoint, whatever id the client remembers; page and
+  other `/devtools/<kind>/<id>` endpoints are forwarded as they are. Frames of any size pass both ways.
+- While Chromium is down (restarting), requests wait for it for a few seconds instead of failing at once.
+It counts live websocket connections and the time of the last activity (the session inactivity timeout uses
+`idle_s()`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import time
+from typing import Any
+
+import aiohttp
+from aiohttp import WSMsgType, web
+
+from ..errors import error_response
+
+log = logging.getLogger(__name__)
+
+_BROWSER_PATH = re.compile(r"^/devtools/browser(/[^/]*)?$")
+_REWRITTEN = ("webSocketDebuggerUrl", "devtoolsFrontendUrl", "devtoolsFrontendUrlCompat")
+_HOP_HEADERS = frozenset(
+    {"connection", "keep-alive", "transfer-encoding", "upgrade", "host", "content-length", "content-encoding"}
+)
+
+
+class ChromiumUnavailable(Exception):
+    pass
+
+
+class CDPProxy:
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        chromium_port: int,
+        *,
+        max_message_bytes: int = 256 * 1024 * 1024,
+        wait_for_chromium_s: float = 8.0,
+    ) -> None:
+        self.host, self.port, self.chromium_port = host, port, chromium_port
+        self.upstream = f"127.0.0.1:{chromium_port}"
+        self.max_message_bytes = max_message_bytes
+        self.wait_for_chromium_s = wait_for_chromium_s
+        self.active_connections = 0
+        self.total_connections = 0
+        self.http_requests = 0
+        self.last_activity = time.monotonic()
+        self._runner: web.AppRunner | None = None
+        self._http: aiohttp.ClientSession | None = None
+        self._sockets: set[web.WebSocketResponse] = set()
+
+    # --- activity, for /health and the inactivity timeout ---------------------------------------------
+
+    def touch(self) -> None:
+        self.last_activity = time.monotonic()
+
+    def idle_s(self) -> float:
+        """Seconds since the last request or frame through the proxy (0 while a connection is open)."""
+        if self.active_connections:
+            return 0.0
+        return time.monotonic() - self.last_activity
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "address": f"{self.host}:{self.port}",
+            "connections": self.active_connections,
+            "total_connections": self.total_connections,
+            "http_requests": self.http_requests,
+            "last_activity_s_ago": round(time.monotonic() - self.last_activity, 3),
+        }
+
+    # --- lifecycle --------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30, sock_connect=2))
+        app = web.Application(client_max_size=self.max_message_bytes)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+        await site.start()
+        log.info("CDP proxy on %s:%d -> Chromium %s", self.host, self.port, self.upstream)
+
+    async def stop(self) -> None:
+        for ws in list(self._sockets):
+            with contextlib.suppress(Exception):
+                await ws.close(code=1001, message=b"agent shutting down")
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._http is not None:
+            await self._http.close()
+
+    # --- requests ---------------------------------------------------------------------------------------
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.touch()
+        try:
+            if request.headers.get("Upgrade", "").lower() == "websocket":
+                return await self._websocket(request)
+            self.http_requests += 1
+            return await self._forward(request)
+        except ChromiumUnavailable as exc:
+            return error_response(503, "unavailable", str(exc))
+
+    async def _retrying(self, what: str, attempt: Any) -> Any:
+        """Run `attempt()` until Chromium answers, for up to wait_for_chromium_s (it may be restarting)."""
+        deadline = time.monotonic() + self.wait_for_chromium_s
+        while True:
+            try:
+                return await attempt()
+            except (aiohttp.ClientConnectionError, TimeoutError) as exc:
+                if time.monotonic() >= deadline:
+                    raise ChromiumUnavailable(
+                        f"Chromium's DevTools ({what}) is not answering: {exc}"
+                    ) from None
+                await asyncio.sleep(0.1)
+
+    async def _forward(self, request: web.Request) -> web.Response:
+        assert self._http is not None
+        http = self._http
+        body = await request.read()
+        url = f"http://{self.upstream}{request.rel_url}"
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
+
+        async def attempt() -> tuple[int, str, bytes]:
+            async with http.request(request.method, url, data=body or None, headers=headers) as response:
+                return response.status, response.headers.get("Content-Type", ""), await response.read()
+
+        status, content_type, data = await self._retrying(request.path, attempt)
+        if request.path.startswith("/json") and content_type.startswith("application/json"):
+            with contextlib.suppress(ValueError, UnicodeDecodeError):
+                data = json.dumps(self._rewrite(json.loads(data), request), indent=2).encode()
+        out = web.Response(status=status, body=data)
+        if content_type:
+            out.headers["Content-Type"] = content_type
+        return out
+
+    def _rewrite(self, node: Any, request: web.Request) -> Any:
+        """Point Chromium's websocket and frontend URLs at this proxy, as the client addressed it."""
+        if isinstance(node, list):
+            return [self._rewrite(item, request) for item in node]
+        if not isinstance(node, dict):
+            return node
+        here = request.host or f"{self.host}:{self.port}"
+        scheme = "wss" if request.scheme == "https" else "ws"
+        out = dict(node)
+        for key in _REWRITTEN:
+            value = out.get(key)
+            if not isinstance(value, str):
+                continue
+            for prefix in ("ws://", "wss://"):
+                if value.startswith(prefix + self.upstream) or value.startswith(prefix + "localhost:"):
+                    _, _, path = value[len(prefix) :].partition("/")
+                    value = f"{scheme}://{here}/{path}"
+            value = value.replace(f"ws={self.upstream}/", f"ws={here}/")
+            value = value.replace(f"ws=localhost:{self.chromium_port}/", f"ws={here}/")
+            out[key] = value
+        return out
+
+    async def _upstream_ws_url(self, path: str) -> str:
+        if _BROWSER_PATH.match(path):
+            # The browser id changes with every Chromium start: always use the current one.
+            assert self._http is not None
+            http = self._http
+
+            async def version() -> dict[str, Any]:
+                async with http.get(f"http://{self.upstream}/json/version") as response:
+                    data: dict[str, Any] = await response.json(content_type=None)
+                    return data
+
+            data = await self._retrying("/json/version", version)
+            current = str(data.get("webSocketDebuggerUrl", ""))
+            _, _, browser_path = current.partition("/devtools/")
+            return f"ws://{self.upstream}/devtools/{browser_path}"
+        return f"ws://{self.upstream}{path}"
+
+    async def _target_exists(self, target_id: str) -> bool:
+        assert self._http is not None
+        try:
+            async with self._http.get(f"http://{self.upstream}/json/list") as response:
+                targets = await response.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError):
+            return True  # cannot tell; do not claim it is missing
+        return any(isinstance(t, dict) and t.get("id") == target_id for t in targets)
+
+    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        assert self._http is not None
+        http = self._http
+        target = await self._upstream_ws_url(request.path)
+        if request.query_string:
+            target += "?" + request.query_string
+
+        async def open_upstream() -> aiohttp.ClientWebSocketResponse:
+            return await http.ws_connect(
+                target,
+                max_msg_size=self.max_message_bytes,
+                autoping=True,
+                compress=0,
+                timeout=aiohttp.ClientWSTimeout(ws_close=2),
+            )
+
+        try:
+            upstream = await self._retrying(request.path, open_upstream)
+        except aiohttp.WSServerHandshakeError as exc:
+            # Chromium answers an unknown target id with a bare 500 ("No such target id").
+            target_id = request.path.rstrip("/").rpartition("/")[2]
+            if not await self._target_exists(target_id):
+                return error_response(404, "not_found", f"no DevTools target {target_id!r}")
+            return error_response(502, "bad_gateway", f"Chromium refused the websocket: {exc.status}")
+        client = web.WebSocketResponse(max_msg_size=self.max_message_bytes, autoping=True, compress=False)
+        try:
+            await client.prepare(request)
+        except BaseException:
+            await upstream.close()
+            raise
+        self._sockets.add(client)
+        self.active_connections += 1
+        self.total_connections += 1
+        to_chromium = asyncio.create_task(self._pump(client, upstream), name="cdp-proxy-up")
+        to_client = asyncio.create_task(self._pump(upstream, client), name="cdp-proxy-down")
+        try:
+            await asyncio.wait({to_chromium, to_client}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (to_chromium, to_client):
+                task.cancel()
+            await asyncio.gather(to_chromium, to_client, return_exceptions=True)
+            self.active_connections -= 1
+            self._sockets.discard(client)
+            self.touch()
+            code = upstream.close_code if upstream.closed and upstream.close_code else 1001
+            if code in (1005, 1006, 1015) or not 1000 <= code < 5000:
+                code = 1001  # codes that only report a state may not be sent: "going away"
+            with contextlib.suppress(Exception):
+                await upstream.close()
+            with contextlib.suppress(Exception):
+                await client.close(code=code, message=b"Chromium closed the connection")
+        return client
+
+    async def _pump(
+        self,
+        source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+        sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+    ) -> None:
+        try:
+            async for message in source:
+                self.last_activity = time.monotonic()
+                if message.type == WSMsgType.TEXT:
+                    await sink.send_str(message.data)
+                elif message.type == WSMsgType.BINARY:
+                    await sink.send_bytes(message.data)
+                elif message.type == WSMsgType.ERROR:
+                    log.debug("CDP proxy websocket error: %s", source.exception())
+                    return
+        except (ConnectionError, aiohttp.ClientError, RuntimeError) as exc:
+            # RuntimeError: aiohttp refuses to send on a socket that is closing.
+            log.debug("CDP proxy pump ended: %s", exc)

@@ -1,0 +1,1 @@
+"""Filesystem capability: every /fs route (files, directories, uploads, zips, watches)."""

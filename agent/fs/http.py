@@ -1,0 +1,321 @@
+"""Routes under /fs: parse (query/JSON already validated; raw and multipart bodies here) → service → reply."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from collections.abc import AsyncIterator
+
+from aiohttp import BodyPartReader, MultipartReader, hdrs, web
+from aiohttp.helpers import content_disposition_header
+
+from ..config import Config
+from ..errors import BadRequest
+from ..spec import json_body
+from ..sse import last_event_id, stream
+from .models import display_name
+from .service import FsService, OpenedFile
+
+log = logging.getLogger(__name__)
+
+FS_KEY = web.AppKey("fs", FsService)
+PART_CHUNK = 1024 * 1024
+MAX_FIELD_BYTES = 64 * 1024
+_INDEXED = re.compile(r"^files(?:\[(\d*)\](?:\[(\w+)\]|\.(\w+))|\.(\d+)\.(\w+))$")
+
+
+def _service(request: web.Request) -> FsService:
+    return request.app[FS_KEY]
+
+
+# --- reading ---
+
+
+async def _send_file(request: web.Request, response: web.StreamResponse, opened: OpenedFile) -> None:
+    transport = request.transport
+    if transport is None:
+        raise ConnectionResetError("the client went away")
+    try:
+        # Zero copy: the kernel moves page-cache pages to the socket; the event loop only waits.
+        await asyncio.get_running_loop().sendfile(transport, opened.file, 0, opened.size, fallback=False)
+    except (NotImplementedError, RuntimeError):
+        async for chunk in _service(request).read_chunks(opened, 0, opened.size):
+            await response.write(chunk)
+
+
+async def read_file(request: web.Request) -> web.StreamResponse:
+    service = _service(request)
+    opened = await service.open_file(request.query["path"])
+    try:
+        response = web.StreamResponse(headers={hdrs.CONTENT_TYPE: "application/octet-stream"})
+        response.content_length = opened.size
+        response.last_modified = opened.mtime
+        await response.prepare(request)
+        try:
+            if opened.size:
+                await _send_file(request, response, opened)
+            await response.write_eof()
+        except (ConnectionResetError, ConnectionError):
+            pass  # the client went away half-way: nothing more to send
+        return response
+    finally:
+        await service.close_file(opened)
+
+
+async def download_dir_zip(request: web.Request) -> web.StreamResponse:
+    path = request.query["path"]
+    chunks = await _service(request).zip_directory(path)
+    try:
+        response = web.StreamResponse(
+            headers={
+                hdrs.CONTENT_TYPE: "application/zip",
+                hdrs.CONTENT_DISPOSITION: content_disposition_header(
+                    "attachment", filename=f"{display_name(path).strip('/') or 'root'}.zip"
+                ),
+            }
+        )
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        try:
+            async for chunk in chunks:
+                await response.write(chunk)
+        except (ConnectionResetError, ConnectionError):
+            return response  # the client went away
+        except Exception:
+            # The status is sent already: cut the connection so the client sees a truncated transfer,
+            # never a zip that looks complete.
+            log.exception("zip of %s failed half-way; closing the connection", path)
+            if request.transport is not None:
+                request.transport.abort()
+            return response
+        with contextlib.suppress(ConnectionResetError, ConnectionError):
+            await response.write_eof()
+        return response
+    finally:
+        await chunks.aclose()
+
+
+# --- writing ---
+
+
+async def write_file(request: web.Request) -> web.Response:
+    await _service(request).write_file(
+        request.query["path"], request.query.get("mode"), request.content.iter_any()
+    )
+    return web.Response(status=201)
+
+
+async def _multipart(request: web.Request) -> MultipartReader:
+    if not request.content_type.startswith("multipart/"):
+        raise BadRequest(f"send multipart/form-data, got Content-Type {request.content_type!r}")
+    try:
+        return await request.multipart()
+    except (ValueError, RuntimeError, AssertionError) as exc:
+        raise BadRequest(f"malformed multipart body: {exc}") from None
+
+
+async def _next_part(reader: MultipartReader) -> BodyPartReader | None:
+    try:
+        part = await reader.next()
+    except (ValueError, RuntimeError, AssertionError) as exc:
+        raise BadRequest(f"malformed multipart body: {exc}") from None
+    if part is None:
+        return None
+    if not isinstance(part, BodyPartReader):
+        raise BadRequest("nested multipart bodies are not supported")
+    return part
+
+
+async def _part_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
+    encoded = hdrs.CONTENT_TRANSFER_ENCODING in part.headers
+    try:
+        while chunk := await part.read_chunk(PART_CHUNK):
+            yield part.decode(chunk) if encoded else chunk
+    except (ValueError, RuntimeError, AssertionError) as exc:
+        raise BadRequest(f"malformed multipart body in part {part.name!r}: {exc}") from None
+
+
+async def _part_text(part: BodyPartReader) -> str:
+    data = bytearray()
+    async for chunk in _part_chunks(part):
+        data += chunk
+        if len(data) > MAX_FIELD_BYTES:
+            raise BadRequest(f"form field {part.name!r} is too long")
+    try:
+        return data.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        raise BadRequest(f"form field {part.name!r} is not UTF-8 text") from None
+
+
+class _Indexes:
+    """files[i][field] → (i, field); `files[][field]` (no index): n-th dest_path with n-th file."""
+
+    def __init__(self) -> None:
+        self._unindexed: dict[str, int] = {}
+        self._kinds: set[bool] = set()
+
+    def parse(self, name: str | None) -> tuple[int, str]:
+        if name in ("file", "dest_path"):  # single-file shorthand, as the reference service accepts
+            return 0, name
+        match = _INDEXED.match(name or "")
+        if match is None:
+            raise BadRequest(
+                f"unexpected form field {name!r} (expected files[<i>][dest_path], files[<i>][file])"
+            )
+        raw_index = match.group(1) if match.group(4) is None else match.group(4)
+        field = match.group(2) or match.group(3) or match.group(5)
+        if field not in ("file", "dest_path"):
+            raise BadRequest(
+                f"unexpected form field {name!r} (expected files[<i>][dest_path], files[<i>][file])"
+            )
+        self._kinds.add(raw_index == "")
+        if len(self._kinds) > 1:
+            raise BadRequest("form mixes files[<i>][…] and files[][…] fields")
+        if raw_index == "":
+            index = self._unindexed.get(field, 0)
+            self._unindexed[field] = index + 1
+            return index, field
+        return int(raw_index), field
+
+
+async def upload(request: web.Request) -> web.Response:
+    reader = await _multipart(request)
+    batch = _service(request).upload()
+    indexes = _Indexes()
+    try:
+        while (part := await _next_part(reader)) is not None:
+            index, field = indexes.parse(part.name)
+            if field == "dest_path":
+                await batch.dest(index, await _part_text(part))
+            else:
+                await batch.file(index, _part_chunks(part))
+        await batch.commit()
+    finally:
+        await batch.discard()
+    return web.Response(status=201)
+
+
+async def upload_zip(request: web.Request) -> web.Response:
+    service = _service(request)
+    reader = await _multipart(request)
+    dest_path: str | None = None
+    spool = None
+    try:
+        while (part := await _next_part(reader)) is not None:
+            if part.name == "dest_path":
+                if dest_path is not None:
+                    raise BadRequest("dest_path given twice")
+                dest_path = await _part_text(part)
+                if not dest_path.startswith("/"):
+                    raise BadRequest(f"dest_path must be absolute, got {dest_path!r}")
+            elif part.name == "zip_file":
+                if spool is not None:
+                    raise BadRequest("zip_file given twice")
+                spool = await service.spool_zip(_part_chunks(part), dest_path)
+            else:
+                raise BadRequest(f"unexpected form field {part.name!r} (expected dest_path and zip_file)")
+        if dest_path is None or spool is None:
+            raise BadRequest("missing form field: " + ("dest_path" if dest_path is None else "zip_file"))
+        await service.upload_zip(dest_path, spool)
+    finally:
+        if spool is not None:
+            await service.close_spool(spool)
+    return web.Response(status=201)
+
+
+# --- listing, metadata, directories, moves ---
+
+
+async def list_files(request: web.Request) -> web.Response:
+    infos = await _service(request).list_files(request.query["path"])
+    return web.json_response([info.to_json() for info in infos])
+
+
+async def file_info(request: web.Request) -> web.Response:
+    info = await _service(request).file_info(request.query["path"])
+    return web.json_response(info.to_json())
+
+
+async def create_directory(request: web.Request) -> web.Response:
+    body = json_body(request)
+    await _service(request).create_directory(body["path"], body.get("mode"))
+    return web.Response(status=201)
+
+
+async def delete_file(request: web.Request) -> web.Response:
+    await _service(request).delete_file(json_body(request)["path"])
+    return web.Response(status=200)
+
+
+async def delete_directory(request: web.Request) -> web.Response:
+    await _service(request).delete_directory(json_body(request)["path"])
+    return web.Response(status=200)
+
+
+async def set_file_permissions(request: web.Request) -> web.Response:
+    body = json_body(request)
+    await _service(request).set_file_permissions(
+        body["path"], body["mode"], body.get("owner"), body.get("group")
+    )
+    return web.Response(status=200)
+
+
+async def move(request: web.Request) -> web.Response:
+    body = json_body(request)
+    await _service(request).move(body["src_path"], body["dest_path"])
+    return web.Response(status=200)
+
+
+# --- watches ---
+
+
+async def start_watch(request: web.Request) -> web.Response:
+    body = json_body(request)
+    watch = await _service(request).start_watch(body["path"], bool(body.get("recursive", False)))
+    return web.json_response({"watch_id": watch.id}, status=201)
+
+
+async def watch_events(request: web.Request) -> web.StreamResponse:
+    watches = _service(request).watches
+    watch = watches.get(request.match_info["watch_id"])
+    # Without Last-Event-ID a client gets every event still buffered: what happened between starting the
+    # watch and opening the stream is not lost.
+    return await stream(request, watches.events(watch, last_event_id(request)))
+
+
+async def stop_watch(request: web.Request) -> web.Response:
+    await _service(request).watches.stop(request.match_info["watch_id"])
+    return web.Response(status=204)
+
+
+def routes() -> list[web.RouteDef]:
+    return [
+        web.get("/fs/read_file", read_file, allow_head=False),
+        web.put("/fs/write_file", write_file),
+        web.get("/fs/list_files", list_files, allow_head=False),
+        web.get("/fs/file_info", file_info, allow_head=False),
+        web.put("/fs/create_directory", create_directory),
+        web.put("/fs/delete_file", delete_file),
+        web.put("/fs/delete_directory", delete_directory),
+        web.put("/fs/set_file_permissions", set_file_permissions),
+        web.put("/fs/move", move),
+        web.post("/fs/watch", start_watch),
+        web.get("/fs/watch/{watch_id}/events", watch_events, allow_head=False),
+        web.delete("/fs/watch/{watch_id}", stop_watch),
+        web.post("/fs/upload", upload),
+        web.post("/fs/upload_zip", upload_zip),
+        web.get("/fs/download_dir_zip", download_dir_zip, allow_head=False),
+    ]
+
+
+def install(app: web.Application, config: Config) -> None:
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        service = FsService(config)
+        app[FS_KEY] = service
+        yield
+        await service.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    app.add_routes(routes())

@@ -1,0 +1,220 @@
+// A warm Playwright worker for POST /playwright/execute (one per executor; the agent starts and kills it).
+//
+// Runs with the Node binary inside the python `playwright` wheel and imports the playwright-core shipped next to
+// it (AGENT_PLAYWRIGHT_CORE): no npm, no browser download. It connects to Chromium over CDP once
+// (AGENT_CDP_ENDPOINT) and stays connected between calls; after a Chromium restart it reconnects on the next call.
+//
+// Protocol: one JSON request per line on stdin, one JSON answer per line on the file descriptor AGENT_REPLY_FD
+// (stdout and stderr stay free for whatever the code or Node prints).
+//   request  {id, code, target_id, timeout_ms}
+//   answer   {id, success, result?, error?, stdout, stderr}
+//   first    {ready: true, node, playwright}
+// Code runs in a fresh async function scope with `page`, `context`, `browser` and a `console` whose output is
+// captured per call. TypeScript is accepted: when the code does not parse as JavaScript, Node's own type
+// stripper (module.stripTypeScriptTypes, strip-only) removes the annotations first. The agent enforces the
+// timeout by killing this process, which is the only way to stop code that never yields.
+
+import { readFileSync, writeSync } from "node:fs";
+import { Console } from "node:console";
+import module from "node:module";
+import readline from "node:readline";
+
+const { chromium } = await import(process.env.AGENT_PLAYWRIGHT_CORE);
+const endpoint = process.env.AGENT_CDP_ENDPOINT;
+const replyFd = Number(process.env.AGENT_REPLY_FD);
+const AsyncFunction = Object.getPrototypeOf(async function () {}).constructor;
+const PREFIX = "async function __agent_execute(page, context, browser, console) {\n";
+
+let browser = null;
+let connecting = null;
+const targetIds = new WeakMap(); // Page → CDP target id
+
+function reply(message) {
+  let line = JSON.stringify(message) + "\n";
+  let buffer = Buffer.from(line, "utf8");
+  let offset = 0;
+  while (offset < buffer.length) {
+    try {
+      offset += writeSync(replyFd, buffer, offset);
+    } catch (error) {
+      if (error.code !== "EAGAIN") throw error;
+    }
+  }
+}
+
+async function connect(deadline) {
+  // Chromium may be restarting: keep trying until the call's deadline.
+  for (;;) {
+    try {
+      // noDefaults: leave the user's browser as it is (download behaviour, focus emulation of the tabs).
+      const connected = await chromium.connectOverCDP(endpoint, {
+        timeout: Math.max(1000, deadline - Date.now()),
+        noDefaults: true,
+        isLocal: true,
+      });
+      connected.on("disconnected", () => {
+        if (browser === connected) browser = null;
+      });
+      return connected;
+    } catch (error) {
+      if (Date.now() + 200 >= deadline) throw new Error(`cannot connect to Chromium at ${endpoint}: ${error.message}`);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+  }
+}
+
+async function ensureBrowser(deadline) {
+  if (browser && browser.isConnected()) return browser;
+  if (!connecting) {
+    connecting = connect(deadline).then(
+      (connected) => {
+        browser = connected;
+        connecting = null;
+        return connected;
+      },
+      (error) => {
+        connecting = null;
+        throw error;
+      },
+    );
+  }
+  return connecting;
+}
+
+async function targetIdOf(page) {
+  let id = targetIds.get(page);
+  if (id === undefined) {
+    const session = await page.context().newCDPSession(page);
+    try {
+      id = (await session.send("Target.getTargetInfo")).targetInfo.targetId;
+    } finally {
+      await session.detach().catch(() => {});
+    }
+    targetIds.set(page, id);
+  }
+  return id;
+}
+
+async function findPage(connected, targetId, deadline) {
+  // A tab opened a moment ago may not be known to Playwright yet: look again until it shows up.
+  const until = Math.min(deadline, Date.now() + 5000);
+  for (;;) {
+    for (const context of connected.contexts()) {
+      for (const page of context.pages()) {
+        if (page.isClosed()) continue;
+        try {
+          if ((await targetIdOf(page)) === targetId) return page;
+        } catch {
+          // closed meanwhile
+        }
+      }
+    }
+    if (Date.now() >= until) return null;
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+}
+
+function compile(code) {
+  try {
+    return new AsyncFunction("page", "context", "browser", "console", code);
+  } catch (jsError) {
+    if (!(jsError instanceof SyntaxError)) throw jsError;
+    let stripped;
+    try {
+      // Strip-only mode keeps every position, so the body is where it was inside the wrapper.
+      stripped = module.stripTypeScriptTypes(PREFIX + code + "\n}");
+    } catch (tsError) {
+      // Not JavaScript, not TypeScript either: say what both parsers said.
+      const message = `${jsError.message} (as TypeScript: ${tsError.message})`;
+      const error = new SyntaxError(message);
+      error.stack = `SyntaxError: ${message}`;
+      throw error;
+    }
+    return new AsyncFunction("page", "context", "browser", "console", stripped.slice(PREFIX.length, PREFIX.length + code.length));
+  }
+}
+
+function describe(error) {
+  if (error instanceof Error) {
+    // The caller's frames only: not this worker's, not Node's internals.
+    // The caller's frames are named <code>:line:column, lines counted in the code as sent.
+    const stack = String(error.stack || "")
+      .split("\n")
+      .filter((line) => line.includes("<anonymous>") || !/^\s+at .*(worker\.mjs|node:internal)/.test(line))
+      .map((line) =>
+        line.replace(/\(?eval at compile \([^)]*\), <anonymous>:(\d+):(\d+)\)?/, (_, row, column) => `<code>:${Number(row) - 2}:${column}`),
+      )
+      .join("\n");
+    return { message: `${error.name}: ${error.message}`, stack };
+  }
+  return { message: `Thrown: ${typeof error === "string" ? error : JSON.stringify(error)}`, stack: "" };
+}
+
+async function run(request) {
+  const stdout = [];
+  const stderr = [];
+  const sink = (into) => ({ write: (chunk) => (into.push(String(chunk)), true) });
+  // ignoreErrors: false makes Console call write() and nothing else on these sinks.
+  const captured = new Console({ stdout: sink(stdout), stderr: sink(stderr), colorMode: false, ignoreErrors: false });
+  const answer = { id: request.id, success: false };
+  const deadline = Date.now() + (request.timeout_ms || 60000);
+  try {
+    const fn = compile(request.code);
+    const connected = await ensureBrowser(deadline);
+    let page = null;
+    if (request.target_id) {
+      page = await findPage(connected, request.target_id, deadline);
+      if (!page) throw new Error(`the tab ${request.target_id} is gone`);
+    }
+    const context = page ? page.context() : connected.contexts()[0];
+    const value = await fn(page, context, connected, captured);
+    answer.success = true;
+    if (value !== undefined) {
+      try {
+        answer.result = JSON.parse(JSON.stringify(value) ?? "null");
+      } catch (error) {
+        answer.success = false;
+        answer.error = `the returned value is not JSON-serializable: ${error.message}`;
+      }
+    }
+  } catch (error) {
+    const { message, stack } = describe(error);
+    answer.error = message;
+    if (stack) stderr.push(stack + "\n");
+  }
+  answer.stdout = stdout.join("");
+  answer.stderr = stderr.join("");
+  return answer;
+}
+
+// Warm up: be connected before the first call.
+ensureBrowser(Date.now() + 30000).catch(() => {});
+
+const pw = JSON.parse(readFileSync(new URL("package.json", "file://" + process.env.AGENT_PLAYWRIGHT_CORE), "utf8"));
+reply({ ready: true, node: process.version, playwright: pw.version });
+
+const lines = readline.createInterface({ input: process.stdin, crlfDelay: Infinity });
+let queue = Promise.resolve();
+lines.on("line", (line) => {
+  if (!line.trim()) return;
+  // One call at a time (the agent serializes per executor anyway).
+  queue = queue.then(async () => {
+    let request;
+    try {
+      request = JSON.parse(line);
+    } catch (error) {
+      reply({ id: null, success: false, error: `bad request line: ${error.message}`, stdout: "", stderr: "" });
+      return;
+    }
+    reply(await run(request));
+  });
+});
+lines.on("close", () => process.exit(0));
+// Errors that escape the executed code later (a rejected promise nobody awaited, a throw in a timer) must not
+// kill the worker.
+process.on("unhandledRejection", (error) => {
+  process.stderr.write(`unhandled rejection in executed code: ${error && error.stack ? error.stack : error}\n`);
+});
+process.on("uncaughtException", (error) => {
+  process.stderr.write(`uncaught exception in executed code: ${error && error.stack ? error.stack : error}\n`);
+});
