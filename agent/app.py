@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from . import spec as spec_module
+from .cdp import CDP_KEY, CDP_PROXY_KEY
 from .cdp import http as cdp_http
 from .clipboard import http as clipboard_http
 from .clipboard.service import ClipboardService
@@ -84,6 +85,23 @@ def _computer(config: Config) -> Lifecycle:
     return ctx
 
 
+async def _cdp_health(app: web.Application) -> AsyncIterator[None]:
+    """/health reports the shared CDP connection and the proxy, and says Chromium is down the moment the
+    DevTools websocket closes (instead of at the next poll, which sets it ready again once it answers)."""
+    readiness = app[health_http.READINESS_KEY]
+    connection, proxy = app[CDP_KEY], app[CDP_PROXY_KEY]
+    readiness.sections["cdp"] = lambda: {**connection.status(), "proxy": proxy.status()}
+
+    def on_state(connected: bool, generation: int) -> None:
+        if not connected:
+            readiness.chromium.set(False, "the DevTools connection to Chromium closed (Chromium restarting?)")
+
+    remove_listener = connection.on_state(on_state)
+    yield
+    remove_listener()
+    readiness.sections.pop("cdp", None)
+
+
 def build_app(config: Config, spec: Spec | None = None) -> web.Application:
     spec = spec or Spec.load()
     app = web.Application(
@@ -95,6 +113,7 @@ def build_app(config: Config, spec: Spec | None = None) -> web.Application:
     app.cleanup_ctx.extend([_tasks(app), _readiness(config), _computer(config)])
     for install in INSTALLERS:
         install(app, config)
+    app.cleanup_ctx.append(_cdp_health)
     app.add_routes(
         [
             *spec_module.routes(),
