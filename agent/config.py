@@ -36,8 +36,9 @@ class Config:
     # Watches at once, and events each keeps for Last-Event-ID resume.
     fs_max_watches: int = 64
     fs_watch_buffer: int = 4096
-    # fsync written files before renaming them into place (durable across a crash of the VM).
-    fs_fsync: bool = True
+    # fsync written files before renaming them into place (durable across a crash of the VM). Off by
+    # default, as in Kernel's server: a browser VM does not outlive a crash, and renames stay atomic.
+    fs_fsync: bool = False
 
     # --- process (agent/process) ---
     # /process/exec keeps at most this many bytes of stdout and of stderr (the rest is read and dropped).

@@ -4,34 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import statistics
-import tempfile
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Any
 
-from agent.config import Config
 from agent.sandbox import Sandbox
-from tests.conftest import free_display, free_port
+from tests.helpers.sandboxes import private_sandbox
 
 
-@contextlib.contextmanager
-def sandbox() -> Iterator[Sandbox]:
+def sandbox(**overrides: Any) -> contextlib.AbstractContextManager[Sandbox]:
     """A sandbox of its own (free ports and display), so a running `make run` is not disturbed."""
-    config = Config(
-        port=free_port(),
-        cdp_port=free_port(),
-        chromium_cdp_port=free_port(),
-        display=free_display(),
-        state_dir=Path(tempfile.mkdtemp(prefix="agent-bench-")),
-    )
-    box = Sandbox(config)
-    box.start()
-    try:
-        box.wait_ready(90)
-        yield box
-    finally:
-        box.stop()
+    return private_sandbox("agent-bench-", **overrides)
 
 
 @dataclass

@@ -13,15 +13,13 @@ import os
 import random
 import shutil
 import sys
-import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from urllib.parse import quote
 
-import psutil
-
 from agent.sandbox import Sandbox
+from tests.helpers.rss import PeakRss
 
 from .common import Timing, report, sandbox
 
@@ -29,33 +27,6 @@ MiB = 1024 * 1024
 GiB = 1024 * MiB
 RUNS = 7
 ZIP_RUNS = 3
-
-
-class PeakRss:
-    """The highest RSS of a process above its level at the start, sampled every 20 ms in a thread."""
-
-    def __init__(self, pid: int) -> None:
-        self.process = psutil.Process(pid)
-        self.baseline = self.process.memory_info().rss
-        self.peak = self.baseline
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, name="rss-sampler", daemon=True)
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.02):
-            self.peak = max(self.peak, self.process.memory_info().rss)
-
-    def __enter__(self) -> PeakRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    @property
-    def growth(self) -> int:
-        return self.peak - self.baseline
 
 
 async def run_cmd(*argv: str, cwd: Path | None = None) -> None:
@@ -146,7 +117,8 @@ async def run(box: Sandbox) -> None:
         return quote(str(path))
 
     try:
-        # --- write: PUT a 1 GiB file (the agent streams it to a temp file, fsyncs, renames) ---
+        # --- write: PUT a 1 GiB file (the agent streams it to a temp file, [fsyncs,] renames) ---
+        synced = "fsync" if box.config.fs_fsync else "no fsync"
         put = tracked("write", lambda: run_cmd(
             "curl", "-sSfo", "/dev/null", "-H", "Expect:", "-H", "Content-Type: application/octet-stream",
             "-T", str(source), f"{url}/fs/write_file?path={q(root / 'put.bin')}",
@@ -154,7 +126,7 @@ async def run(box: Sandbox) -> None:
         timings = await interleaved(
             RUNS,
             [
-                ("HTTP PUT /fs/write_file 1 GiB (curl -T; fsync)", put),
+                (f"HTTP PUT /fs/write_file 1 GiB (curl -T; {synced})", put),
                 ("cp 1 GiB (page cache, no fsync)", lambda: run_cmd("cp", str(source), str(root / "cp.bin"))),
                 ("cp 1 GiB + sync of the copy", lambda: run_cmd(
                     "sh", "-c", f"cp '{source}' '{root / 'cps.bin'}' && sync '{root / 'cps.bin'}'")),

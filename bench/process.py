@@ -16,41 +16,22 @@ import json
 import os
 import select
 import subprocess
-import tempfile
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import aiohttp
 
-from agent.config import Config
 from agent.sandbox import Sandbox
-from tests.conftest import free_display, free_port
 
+from . import common
 from .common import Timing, measure, report
 
 THROUGHPUT_BYTES = 256 * 1024 * 1024
 PTY_THROUGHPUT_BYTES = 64 * 1024 * 1024
 
 
-@contextlib.contextmanager
-def sandbox() -> Iterator[Sandbox]:
+def sandbox() -> contextlib.AbstractContextManager[Sandbox]:
     """A private sandbox whose process buffer holds a whole throughput run, so no byte is dropped."""
-    config = Config(
-        port=free_port(),
-        cdp_port=free_port(),
-        chromium_cdp_port=free_port(),
-        display=free_display(),
-        state_dir=Path(tempfile.mkdtemp(prefix="agent-bench-")),
-        process_buffer_bytes=THROUGHPUT_BYTES + 16 * 1024 * 1024,
-    )
-    box = Sandbox(config)
-    box.start()
-    try:
-        box.wait_ready(90)
-        yield box
-    finally:
-        box.stop()
+    return common.sandbox(process_buffer_bytes=THROUGHPUT_BYTES + 16 * 1024 * 1024)
 
 
 async def _raw_exec(*argv: str) -> None:

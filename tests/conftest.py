@@ -4,56 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import random
-import socket
-import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
-from agent.config import Config
 from agent.sandbox import Sandbox
 from tests.helpers.cdp import PageSession
 from tests.helpers.pages import PageServer
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def free_display() -> str:
-    # Start at a random number so that sandboxes started at the same moment rarely pick the same one.
-    start = random.randrange(100, 900)
-    for number in [*range(start, 1000), *range(90, start)]:
-        if not os.path.exists(f"/tmp/.X{number}-lock") and not os.path.exists(f"/tmp/.X11-unix/X{number}"):
-            return f":{number}"
-    raise RuntimeError("no free X display number")
+from tests.helpers.sandboxes import private_sandbox
 
 
 @pytest.fixture(scope="session")
 def sandbox() -> Iterator[Sandbox]:
-    state = Path(tempfile.mkdtemp(prefix="agent-test-sandbox-"))
-    config = Config(
-        port=free_port(),
-        cdp_port=free_port(),
-        chromium_cdp_port=free_port(),
-        display=free_display(),
-        state_dir=state,
-    )
-    box = Sandbox(config)
-    box.start()
-    try:
-        box.wait_ready(timeout=90)
+    with private_sandbox("agent-test-sandbox-") as box:
         yield box
-    finally:
-        box.stop()
 
 
 class Reply:

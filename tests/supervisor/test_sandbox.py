@@ -15,7 +15,7 @@ from typing import Any
 import psutil
 
 from agent.sandbox import REPO
-from tests.conftest import free_display, free_port
+from tests.helpers.sandboxes import free_display, free_port
 
 
 def _get(url: str) -> tuple[int, Any]:

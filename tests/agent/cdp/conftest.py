@@ -2,35 +2,19 @@
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 
-from agent.config import Config
 from agent.sandbox import Sandbox
 from tests.agent.curl.echo_server import EchoServer
-from tests.conftest import free_display, free_port
+from tests.helpers.sandboxes import private_sandbox
 
 
 @pytest.fixture(scope="module")
 def own_sandbox() -> Iterator[Sandbox]:
-    config = Config(
-        port=free_port(),
-        cdp_port=free_port(),
-        chromium_cdp_port=free_port(),
-        display=free_display(),
-        state_dir=Path(tempfile.mkdtemp(prefix="agent-test-cdp-")),
-        playwright_max_executors=1,
-    )
-    box = Sandbox(config)
-    box.start()
-    try:
-        box.wait_ready(timeout=90)
+    with private_sandbox("agent-test-cdp-", playwright_max_executors=1) as box:
         yield box
-    finally:
-        box.stop()
 
 
 @pytest.fixture(scope="module")

@@ -5,46 +5,18 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
-import psutil
 
 from agent.sandbox import Sandbox
 from tests.agent.fs.conftest import FsClient, agent_pid, sha256
+from tests.helpers.rss import PeakRss
 
 MiB = 1024 * 1024
 BIG = 400 * MiB
 RSS_BOUND = 64 * MiB
-
-
-class PeakRss:
-    """Samples a process's RSS in a thread while a transfer runs."""
-
-    def __init__(self, pid: int) -> None:
-        self.process = psutil.Process(pid)
-        self.baseline = self.process.memory_info().rss
-        self.peak = self.baseline
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, name="rss-sampler", daemon=True)
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.02):
-            self.peak = max(self.peak, self.process.memory_info().rss)
-
-    def __enter__(self) -> PeakRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    @property
-    def growth(self) -> int:
-        return self.peak - self.baseline
 
 
 async def test_several_hundred_mib_round_trip_in_bounded_memory(

@@ -34,6 +34,29 @@ async def stop(agent: AgentClient, watch_id: str) -> None:
     assert (reply.status, reply.body) == (204, b""), reply
 
 
+async def inotify_fds_become(pid: int, wanted: int) -> int:
+    """The agent's inotify fd count once it is `wanted` (a watch's thread closes its fd as it ends)."""
+    count = inotify_fds(pid)
+    for _ in range(200):
+        if count == wanted:
+            break
+        await asyncio.sleep(0.05)
+        count = inotify_fds(pid)
+    return count
+
+
+async def settled_inotify_fds(pid: int) -> int:
+    """The count once it has not changed for a moment (watches of earlier tests finish closing)."""
+    last = inotify_fds(pid)
+    for _ in range(40):
+        await asyncio.sleep(0.05)
+        now = inotify_fds(pid)
+        if now == last:
+            break
+        last = now
+    return last
+
+
 def inotify_fds(pid: int) -> int:
     count = 0
     for fd in os.listdir(f"/proc/{pid}/fd"):
@@ -142,13 +165,13 @@ async def test_several_watches_and_stopping_frees_them(
     agent: AgentClient, http: aiohttp.ClientSession, workdir: Path, sandbox: Sandbox
 ) -> None:
     pid = agent_pid(sandbox)
-    before = inotify_fds(pid)
+    before = await settled_inotify_fds(pid)
     dirs = [workdir / f"d{i}" for i in range(5)]
     for directory in dirs:
         directory.mkdir()
     ids = [await start(agent, directory) for directory in dirs]
     assert len(set(ids)) == len(ids)
-    assert inotify_fds(pid) == before + len(ids)
+    assert await inotify_fds_become(pid, before + len(ids)) == before + len(ids)
     async with (
         event_stream(http, f"{sandbox.agent_url}/fs/watch/{ids[0]}/events") as first,
         event_stream(http, f"{sandbox.agent_url}/fs/watch/{ids[3]}/events") as fourth,
@@ -162,7 +185,7 @@ async def test_several_watches_and_stopping_frees_them(
         await asyncio.wait_for(fourth.ended.wait(), 10)  # a stopped watch ends its streams
     for watch_id in ids[:3] + ids[4:]:
         await stop(agent, watch_id)
-    assert inotify_fds(pid) == before
+    assert await inotify_fds_become(pid, before) == before
     assert "no watch" in error(await agent.get(f"/fs/watch/{ids[3]}/events"), 404)
     again = await agent.request("DELETE", f"/fs/watch/{ids[3]}", headers={"Content-Type": "application/json"})
     assert "no watch" in error(again, 404)

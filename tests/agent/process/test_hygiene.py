@@ -13,7 +13,8 @@ import textwrap
 import aiohttp
 import psutil
 
-from tests.conftest import AgentClient, free_port
+from tests.conftest import AgentClient
+from tests.helpers.sandboxes import free_port
 
 from .conftest import Processes, attached, eventually, live, live_with_cmdline, secs
 
