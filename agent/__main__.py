@@ -8,6 +8,9 @@ import sys
 
 from . import config as config_module
 
+# aiohttp's request-body buffer (default 64 KiB): bigger means fewer socket pause/resume cycles on uploads.
+READ_BUFSIZE = 256 * 1024
+
 
 def _serve(config: config_module.Config) -> int:
     from aiohttp import web
@@ -24,6 +27,7 @@ def _serve(config: config_module.Config) -> int:
         # A client that goes away cancels its handler: a long drag or batch stops and lets go of the
         # keys and buttons it holds (see computer.actions.Runner).
         handler_cancellation=True,
+        read_bufsize=READ_BUFSIZE,
         shutdown_timeout=3.0,  # in-flight requests get this long; supervisord restarts must be quick
     )
     return 0

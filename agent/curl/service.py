@@ -69,7 +69,7 @@ class CurlTransportError(AgentError):
     """The request never produced an HTTP answer: 502 `BrowserCurlTransportError`."""
 
     status = 502
-    code = "bad_gateway"
+    code = "browser_curl_transport_error"
 
     def __init__(self, message: str, name: str | None = None) -> None:
         super().__init__(message)
@@ -77,8 +77,9 @@ class CurlTransportError(AgentError):
         self.net_error = net_error_code(name) if name else None
 
     def body(self) -> dict[str, Any]:
-        # The spec's BrowserCurlTransportError: {message, net_error, net_error_name}, nothing else.
-        out: dict[str, Any] = {"message": self.message}
+        # The spec's BrowserCurlTransportError {message, net_error, net_error_name}, plus `code` so that it is
+        # an Error {code, message} like every other error body (declared as an extension in openapi.yaml).
+        out: dict[str, Any] = {"code": self.code, "message": self.message}
         if self.net_error is not None:
             out["net_error"] = self.net_error
         if self.net_error_name:

@@ -127,6 +127,8 @@ async def test_a_closed_port_is_a_502_with_the_net_error(agent: AgentClient) -> 
     assert reply.status == 502, reply
     body = reply.json()
     check(TRANSPORT_ERROR, body)
+    check(SPEC.schema_validator("Error"), body)  # also an Error {code, message}, like every error body
+    assert body["code"] == "browser_curl_transport_error"
     assert (body["net_error"], body["net_error_name"]) == (-102, "ERR_CONNECTION_REFUSED")
     assert "ERR_CONNECTION_REFUSED" in body["message"]
 
