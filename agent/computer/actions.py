@@ -247,6 +247,9 @@ class TypeText:
             if index and self.delay_ms:
                 inp.flush()
                 runner.sleep(self.delay_ms / 1000)
+            if not inp.has_keycode(keysym):
+                inp.flush()  # what is typed so far goes out with the old map
+                inp.map_keysyms(self.keysyms[index:])  # this character and the next ones, in one change
             inp.tap_keysym(keysym)
 
 

@@ -11,7 +11,7 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 from Xlib import XK, X
 from Xlib.display import Display
@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 SHIFT_KEYSYM = XK.XK_Shift_L
 # A spare keycode is not remapped within this time of its last use (a client may still translate it).
 _REMAP_QUIET_S = 0.15
+# After a keymap change, clients get this long to reload their map before a key of it is pressed.
+_MAPPING_SETTLE_S = 0.1
 
 
 class CursorState:
@@ -72,27 +74,51 @@ class XInput:
                 if sym in MODIFIER_KEYSYMS and sym not in self._keycodes:
                     self._keycodes[sym] = (first + offset, False)
 
+    def has_keycode(self, keysym: int) -> bool:
+        return keysym in self._keycodes or keysym in self._spare.values()
+
     def keycode_for(self, keysym: int) -> tuple[int, bool]:
         """(keycode, needs_shift) for a keysym, mapping a spare keycode if the keymap lacks it."""
         found = self._keycodes.get(keysym)
         if found is not None:
             return found
+        if not self.has_keycode(keysym):
+            self.map_keysyms([keysym])
         for keycode, mapped in self._spare.items():
             if mapped == keysym:
                 self._spare.move_to_end(keycode)
                 return keycode, False
-        if not self._spare:
-            raise RuntimeError("no spare keycode to map a keysym on")
-        keycode, old = next(iter(self._spare.items()))
-        if old:
-            wait = self._spare_used.get(keycode, 0.0) + _REMAP_QUIET_S - time.monotonic()
-            if wait > 0:
-                time.sleep(wait)
-        self.display.change_keyboard_mapping(keycode, [(keysym, keysym)])
-        self.display.sync()
-        self._spare[keycode] = keysym
-        self._spare.move_to_end(keycode)
-        return keycode, False
+        raise RuntimeError("no spare keycode to map a keysym on")
+
+    def map_keysyms(self, keysyms: Iterable[int]) -> None:
+        """Put the keysyms the keymap lacks on spare keycodes, as many as fit, in order, in one go.
+
+        Clients reload their keymap when told it changed, a moment later; a key pressed before that is
+        read with the old map (Chromium drops it). So one change is followed by one settle wait, and a text
+        maps its characters a batch at a time rather than one remap (and one wait) per character.
+        """
+        wanted = [k for k in dict.fromkeys(keysyms) if k not in self._keycodes]
+        keep = {code for code, mapped in self._spare.items() if mapped in wanted}
+        changed = False
+        for keysym in wanted:
+            if keysym in self._spare.values():
+                continue
+            free = [code for code in self._spare if code not in keep]  # least recently used first
+            if not free:
+                break
+            keycode = free[0]
+            if self._spare[keycode]:
+                wait = self._spare_used.get(keycode, 0.0) + _REMAP_QUIET_S - time.monotonic()
+                if wait > 0:
+                    time.sleep(wait)
+            self.display.change_keyboard_mapping(keycode, [(keysym, keysym)])
+            self._spare[keycode] = keysym
+            self._spare.move_to_end(keycode)
+            keep.add(keycode)
+            changed = True
+        if changed:
+            self.display.sync()
+            time.sleep(_MAPPING_SETTLE_S)
 
     def restore_spare_keycodes(self) -> None:
         for keycode, mapped in self._spare.items():
