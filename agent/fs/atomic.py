@@ -13,11 +13,15 @@ import contextlib
 import ctypes
 import ctypes.util
 import errno
+import fcntl
 import os
+import select
 import stat
 import tempfile
+import threading
 from collections.abc import AsyncIterable, Callable
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ..errors import BadRequest
@@ -53,6 +57,71 @@ def pwritev_all(fd: int, chunks: list[bytes], offset: int) -> None:
             else:
                 views[0] = head[written:]
                 written = 0
+
+
+@dataclass(frozen=True)
+class SocketBody:
+    """A request body to take straight from the socket (zero copy): `prefix` is what the HTTP server had
+    already read, then `length - len(prefix)` bytes follow on `fd`, which nobody else reads meanwhile."""
+
+    prefix: bytes
+    fd: int
+    length: int
+    cancel: threading.Event
+
+
+_F_SETPIPE_SZ = 1031
+_SPLICE_PIPE = 1024 * 1024
+_POLL_MS = 500
+# A client that sends nothing for this long is given up on.
+SPLICE_IDLE_S = 60.0
+
+
+def splice_from_socket(
+    body: SocketBody, file_fd: int, offset: int, on_block: Callable[[int, int], None]
+) -> int:
+    """Move the rest of `body` from its socket into `file_fd` at `offset` with splice(2) through a pipe:
+    the bytes never enter user space (page cache to page cache, like `cp`). Blocking: run in a thread.
+    `on_block(offset, count)` is called after each written block. Returns the bytes moved."""
+    left = body.length - len(body.prefix)
+    moved = 0
+    pipe_r, pipe_w = os.pipe()
+    try:
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(pipe_w, _F_SETPIPE_SZ, _SPLICE_PIPE)
+        poller = select.poll()
+        poller.register(body.fd, select.POLLIN | select.POLLRDHUP)
+        idle = 0.0
+        block_start = offset
+        while left:
+            if body.cancel.is_set():
+                raise BadRequest("the upload was cancelled")
+            try:
+                n = os.splice(
+                    body.fd, pipe_w, min(left, _SPLICE_PIPE), flags=os.SPLICE_F_MOVE | os.SPLICE_F_NONBLOCK
+                )
+            except BlockingIOError:
+                if not poller.poll(_POLL_MS):
+                    idle += _POLL_MS / 1000
+                    if idle >= SPLICE_IDLE_S:
+                        raise BadRequest(f"the client sent nothing for {SPLICE_IDLE_S:.0f} s") from None
+                continue
+            if n == 0:
+                raise BadRequest(f"the client closed the connection with {left} bytes still to come")
+            idle = 0.0
+            left -= n
+            while n:
+                written = os.splice(pipe_r, file_fd, n, offset_dst=offset, flags=os.SPLICE_F_MOVE)
+                n -= written
+                offset += written
+                moved += written
+            if offset - block_start >= BLOCK or not left:
+                on_block(block_start, offset - block_start)
+                block_start = offset
+    finally:
+        os.close(pipe_r)
+        os.close(pipe_w)
+    return moved
 
 
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
@@ -103,10 +172,18 @@ class AtomicFile:
 
     def write(self, chunks: list[bytes], offset: int) -> None:
         pwritev_all(self._fd, chunks, offset)
+        self._written(offset, sum(len(c) for c in chunks))
+
+    def _written(self, offset: int, count: int) -> None:
         if self.fsync:
             # Queue this block for writeback now: the disk works while the rest arrives, the final fsync
             # has little left, and dirty memory stays small.
-            start_writeback(self._fd, offset, sum(len(c) for c in chunks))
+            start_writeback(self._fd, offset, count)
+
+    def splice(self, body: SocketBody) -> int:
+        """Write a whole SocketBody (its prefix, then the socket's bytes without copying them)."""
+        self.write([body.prefix], 0)
+        return len(body.prefix) + splice_from_socket(body, self._fd, len(body.prefix), self._written)
 
     def commit(self) -> None:
         """Apply mode and owner, fsync, and rename over the target."""

@@ -6,15 +6,18 @@ import asyncio
 import contextlib
 import logging
 import re
+import socket
+import threading
 from collections.abc import AsyncIterator
 
 from aiohttp import BodyPartReader, MultipartReader, hdrs, web
 from aiohttp.helpers import content_disposition_header
 
 from ..config import Config
-from ..errors import BadRequest
+from ..errors import AgentError, BadRequest
 from ..spec import json_body
 from ..sse import last_event_id, stream
+from .atomic import SocketBody
 from .models import display_name
 from .service import FsService, OpenedFile
 
@@ -100,11 +103,52 @@ async def download_dir_zip(request: web.Request) -> web.StreamResponse:
 # --- writing ---
 
 
+# Bodies at least this big go from the socket into the file by splice(2): no copy through Python.
+SPLICE_MIN_BYTES = 1024 * 1024
+
+
+def _socket_body(request: web.Request) -> SocketBody | None:
+    """Take the rest of a large, plain (Content-Length, no TLS) body straight from the socket.
+
+    The server's HTTP parser never sees those bytes, so this connection serves no further request: it is
+    closed after the response (the client opens a new one)."""
+    length = request.content_length
+    transport = request.transport
+    if length is None or length < SPLICE_MIN_BYTES or hdrs.TRANSFER_ENCODING in request.headers:
+        return None
+    if transport is None or transport.get_extra_info("sslcontext") is not None:
+        return None
+    sock = transport.get_extra_info("socket")
+    if sock is None or sock.type != socket.SOCK_STREAM:
+        return None
+    request.protocol.close()  # after this request
+    prefix = bytearray()
+    while chunk := request.content.read_nowait(-1):
+        prefix += chunk
+    transport.pause_reading()  # after draining: reading the buffer may have resumed the socket
+    return SocketBody(bytes(prefix), sock.fileno(), length, threading.Event())
+
+
 async def write_file(request: web.Request) -> web.Response:
-    await _service(request).write_file(
-        request.query["path"], request.query.get("mode"), request.content.iter_any()
-    )
-    return web.Response(status=201)
+    service = _service(request)
+    path, mode = request.query["path"], request.query.get("mode")
+    body = None
+    if (request.content_length or 0) >= SPLICE_MIN_BYTES:
+        # A bad path or mode is answered before the body is taken over, so the client reads its 4xx.
+        await service.check_write_target(path, mode)
+        body = _socket_body(request)
+    if body is None:
+        await service.write_file(path, mode, request.content.iter_any())
+        return web.Response(status=201)
+    try:
+        await service.write_file(path, mode, body)
+        response = web.Response(status=201)
+    except AgentError as exc:
+        response = web.json_response(exc.body(), status=exc.status)
+    finally:
+        request.content.feed_eof()  # nothing left for the server to read (or linger on)
+    response.force_close()  # `Connection: close`: the socket's bytes went around the HTTP parser
+    return response
 
 
 async def _multipart(request: web.Request) -> MultipartReader:

@@ -27,7 +27,7 @@ from typing import IO, Any, TypeVar
 
 from ..config import Config
 from ..errors import BadRequest, Forbidden
-from .atomic import AtomicFile, make_parents, pump, pwritev_all, run_in, shielded
+from .atomic import AtomicFile, SocketBody, make_parents, pump, pwritev_all, run_in, shielded
 from .models import FileInfo, join_client_path, parse_mode
 from .paths import FsPaths, os_error
 from .watch import Watch, Watches
@@ -127,13 +127,41 @@ class FsService:
 
     # --- writing ---
 
-    async def write_file(self, path: str, mode: str | None, body: AsyncIterable[bytes]) -> int:
-        """Stream `body` into `path` atomically (mode: octal text; None keeps an existing file's mode)."""
+    def _check_write_target(self, path: str) -> None:
+        target = self.paths.resolve(path)
+        if os.path.isdir(target):
+            raise BadRequest(f"{path}: is a directory")
+        parent = nearest_existing(os.path.dirname(target) or "/")
+        if not os.path.isdir(parent):
+            raise BadRequest(f"{path}: {parent} is not a directory")
+
+    async def check_write_target(self, path: str, mode: str | None) -> None:
+        """The checks write_file makes before it reads the body (path allowed, not a directory, mode)."""
+        if mode:
+            parse_mode(mode)
+        await self._call(path, self._check_write_target, path)
+
+    async def write_file(self, path: str, mode: str | None, body: AsyncIterable[bytes] | SocketBody) -> int:
+        """Stream `body` into `path` atomically (mode: octal text; None keeps an existing file's mode).
+        A SocketBody is moved from the socket into the file by splice(2), without copying it through here."""
         target = await self._call(path, self.paths.resolve, path)
         new_mode = parse_mode(mode) if mode else None
         file = await self._call(path, functools.partial(AtomicFile, target, new_mode, fsync=self.fsync))
         try:
-            size = await pump(body, lambda chunks, at: _guarded(path, file.write, chunks, at), self._io)
+            if isinstance(body, SocketBody):
+                moving = asyncio.get_running_loop().run_in_executor(
+                    self._io, _guarded, path, file.splice, body
+                )
+                try:
+                    size = await asyncio.shield(moving)
+                except asyncio.CancelledError:
+                    # Stop the thread (at its next poll) and wait for it: never close the file under it.
+                    body.cancel.set()
+                    with contextlib.suppress(BaseException):
+                        await moving
+                    raise
+            else:
+                size = await pump(body, lambda chunks, at: _guarded(path, file.write, chunks, at), self._io)
             await self._call(path, file.commit)
             return size
         finally:

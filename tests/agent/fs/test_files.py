@@ -323,3 +323,23 @@ async def test_move_errors(fs: FsClient, workdir: Path, fs_root: Path) -> None:
 @pytest.mark.parametrize("route", ["/fs/delete_file", "/fs/delete_directory", "/fs/create_directory"])
 async def test_relative_paths_are_400(fs: FsClient, route: str) -> None:
     assert "must match" in error(await fs.put(route, {"path": "relative/x"}), 400)
+
+
+async def test_large_writes_go_around_the_parser_and_close_the_connection(
+    fs: FsClient, workdir: Path, sandbox: Sandbox
+) -> None:
+    """Bodies of 1 MiB and more move from the socket into the file by splice(2): same bytes, and the
+    connection is closed after the answer (the server's parser never saw the body)."""
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    for round_ in range(3):  # the client's pooled connection must not be reused after a spliced write
+        reply = await fs.write(workdir / f"big{round_}.bin", data, mode="600")
+        assert reply.status == 201, reply
+        assert reply.headers.get("Connection", "").lower() == "close"
+        assert (workdir / f"big{round_}.bin").read_bytes() == data
+        assert (await fs.info(workdir / f"big{round_}.bin")).json()["mode"] == "-rw-------"
+    assert sorted(names(workdir)) == ["big0.bin", "big1.bin", "big2.bin"]  # no temp file left
+    # Path and mode problems are still answered as such (before the body is taken over).
+    assert "outside" in error(await fs.write("/etc/agent-test.bin", data), 403)
+    assert "must match" in error(await fs.write(workdir / "m.bin", data, mode="99"), 400)
+    assert "is a directory" in error(await fs.write(workdir, data), 400)
+    assert sorted(names(workdir)) == ["big0.bin", "big1.bin", "big2.bin"]
