@@ -164,8 +164,10 @@ def run_foreground(config: Config) -> int:
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, interrupt)  # `kill` and `timeout` stop the sandbox as Ctrl-C does
-    signal.signal(signal.SIGHUP, interrupt)
+    # Ctrl-C, `kill`, `timeout` and a closed terminal all stop the sandbox the same way (SIGINT too: a
+    # shell starts background jobs with SIGINT ignored, which Python would otherwise inherit).
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, interrupt)
     try:
         sandbox.start()
     except SandboxError as exc:
