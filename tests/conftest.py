@@ -12,6 +12,7 @@ import pytest
 
 from agent.sandbox import Sandbox
 from tests.helpers.cdp import PageSession
+from tests.helpers.echo_server import EchoServer
 from tests.helpers.pages import PageServer
 from tests.helpers.sandboxes import private_sandbox
 
@@ -67,6 +68,15 @@ async def agent(sandbox: Sandbox, http: aiohttp.ClientSession) -> AgentClient:
 @pytest.fixture(scope="session")
 async def page_server() -> AsyncIterator[PageServer]:
     server = PageServer()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture(scope="session")
+async def echo_server() -> AsyncIterator[EchoServer]:
+    """A loopback HTTP server that echoes requests and serves test pages (curl, Playwright, CDP tests)."""
+    server = EchoServer()
     await server.start()
     yield server
     await server.stop()

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
 import pytest
 
 from agent.sandbox import Sandbox
-from tests.agent.curl.echo_server import EchoServer
 from tests.helpers.sandboxes import private_sandbox
 
 
@@ -15,11 +14,3 @@ from tests.helpers.sandboxes import private_sandbox
 def own_sandbox() -> Iterator[Sandbox]:
     with private_sandbox("agent-test-cdp-", playwright_max_executors=1) as box:
         yield box
-
-
-@pytest.fixture(scope="module")
-async def echo_server() -> AsyncIterator[EchoServer]:
-    server = EchoServer()
-    await server.start()
-    yield server
-    await server.stop()

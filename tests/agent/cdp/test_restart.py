@@ -15,7 +15,7 @@ import websockets
 from playwright.async_api import async_playwright
 
 from agent.sandbox import Sandbox
-from tests.agent.curl.echo_server import EchoServer
+from tests.helpers.echo_server import EchoServer
 
 
 async def get_json(url: str, method: str = "GET", body: Any = None) -> tuple[int, Any]:

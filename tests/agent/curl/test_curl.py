@@ -11,9 +11,9 @@ import aiohttp
 
 from agent.sandbox import Sandbox
 from agent.spec import Spec, check
-from tests.agent.curl.echo_server import BINARY, EchoServer, closed_port
 from tests.conftest import AgentClient, Reply
 from tests.helpers.cdp import PageSession
+from tests.helpers.echo_server import BINARY, EchoServer, closed_port
 
 SPEC = Spec.load()
 RESULT = SPEC.schema_validator("BrowserCurlResult")

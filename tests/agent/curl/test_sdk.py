@@ -9,7 +9,7 @@ import kernel
 import pytest
 
 from agent.sandbox import Sandbox
-from tests.agent.curl.echo_server import BINARY, EchoServer, closed_port
+from tests.helpers.echo_server import BINARY, EchoServer, closed_port
 from tests.helpers.sdk import SESSION_ID, sdk_client
 
 

@@ -1,17 +1,12 @@
-"""Fixtures for the Playwright tests: a loopback server with pages to visit."""
+"""Fixtures for the Playwright tests: the session-wide loopback server, under the name the tests use."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
-from tests.agent.curl.echo_server import EchoServer
+from tests.helpers.echo_server import EchoServer
 
 
-@pytest.fixture(scope="session")
-async def pages() -> AsyncIterator[EchoServer]:
-    server = EchoServer()
-    await server.start()
-    yield server
-    await server.stop()
+@pytest.fixture
+def pages(echo_server: EchoServer) -> EchoServer:
+    return echo_server

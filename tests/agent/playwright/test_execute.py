@@ -11,9 +11,9 @@ import websockets
 
 from agent.sandbox import Sandbox
 from agent.spec import Spec, check
-from tests.agent.curl.echo_server import EchoServer
 from tests.conftest import AgentClient
 from tests.helpers.cdp import PageSession
+from tests.helpers.echo_server import EchoServer
 
 SPEC = Spec.load()
 RESULT = SPEC.schema_validator("ExecutePlaywrightResult")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from agent.sandbox import Sandbox
-from tests.agent.curl.echo_server import EchoServer
+from tests.helpers.echo_server import EchoServer
 from tests.helpers.sdk import SESSION_ID, sdk_client
 
 
