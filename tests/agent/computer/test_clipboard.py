@@ -2,32 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Awaitable, Callable
 
 import psutil
 
 from agent.sandbox import Sandbox
 from tests.conftest import AgentClient, RecorderPage
+from tests.helpers.poll import settles_to
 
 
-async def _value_becomes(page: RecorderPage, expected: str) -> str:
-    value = ""
-    for _ in range(150):
-        value = await page.value()
-        if value == expected:
-            break
-        await asyncio.sleep(0.02)
-    return value
+def _clipboard(agent: AgentClient) -> Callable[[], Awaitable[str]]:
+    async def read() -> str:
+        text: str = (await agent.post("/computer/clipboard/read")).json()["text"]
+        return text
 
-
-async def _clipboard_becomes(agent: AgentClient, expected: str) -> str:
-    """Chromium copies when it handles ctrl+c, a moment after the key press returns."""
-    read = ""
-    for _ in range(100):
-        read = (await agent.post("/computer/clipboard/read")).json()["text"]
-        if read == expected:
-            break
-        await asyncio.sleep(0.05)
     return read
 
 
@@ -37,7 +25,7 @@ async def test_written_text_is_what_ctrl_v_pastes(page: RecorderPage, agent: Age
     assert reply.status == 200, reply
     await page.focus_input()
     await agent.post("/computer/press_key", {"keys": ["ctrl+v"]})
-    assert await _value_becomes(page, text) == text
+    assert await settles_to(page.value, text) == text
 
 
 async def test_text_copied_in_chromium_is_what_read_returns(page: RecorderPage, agent: AgentClient) -> None:
@@ -45,9 +33,9 @@ async def test_text_copied_in_chromium_is_what_read_returns(page: RecorderPage, 
     await agent.post("/computer/clipboard/write", {"text": "something else"})
     await page.focus_input()
     await agent.post("/computer/type", {"text": text})
-    assert await _value_becomes(page, text) == text
+    assert await settles_to(page.value, text) == text
     await agent.post("/computer/press_key", {"keys": ["ctrl+a", "ctrl+c"]})
-    assert await _clipboard_becomes(agent, text) == text
+    assert await settles_to(_clipboard(agent), text) == text
 
 
 async def test_large_text_round_trips_through_chromium(page: RecorderPage, agent: AgentClient) -> None:
@@ -56,10 +44,10 @@ async def test_large_text_round_trips_through_chromium(page: RecorderPage, agent
     assert (await agent.post("/computer/clipboard/write", {"text": text})).status == 200
     await page.focus_input()
     await agent.post("/computer/press_key", {"keys": ["ctrl+v"]})
-    assert await _value_becomes(page, text) == text
+    assert await settles_to(page.value, text) == text
     await agent.post("/computer/clipboard/write", {"text": "small"})
     await agent.post("/computer/press_key", {"keys": ["ctrl+a", "ctrl+c"]})
-    assert await _clipboard_becomes(agent, text) == text
+    assert await settles_to(_clipboard(agent), text) == text
 
 
 async def test_clipboard_leaves_no_helper_processes(agent: AgentClient, sandbox: Sandbox) -> None:

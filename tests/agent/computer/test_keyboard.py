@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import pytest
 
 from tests.conftest import AgentClient, RecorderPage
+from tests.helpers.poll import settles_to
 
 
 @pytest.mark.parametrize(
@@ -23,11 +23,7 @@ async def test_type_is_exact(page: RecorderPage, agent: AgentClient, text: str) 
     await page.focus_input()
     reply = await agent.post("/computer/type", {"text": text})
     assert reply.status == 200, reply
-    for _ in range(100):
-        if await page.value() == text:
-            break
-        await asyncio.sleep(0.02)
-    assert await page.value() == text
+    assert await settles_to(page.value, text) == text
 
 
 async def test_type_with_delay_between_keys(page: RecorderPage, agent: AgentClient) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 
 import kernel
@@ -11,6 +10,7 @@ from PIL import Image
 
 from agent.sandbox import Sandbox
 from tests.conftest import RecorderPage
+from tests.helpers.poll import settles_to
 from tests.helpers.sdk import SESSION_ID, sdk_client
 
 
@@ -25,11 +25,12 @@ async def test_sdk_drives_every_computer_route(page: RecorderPage, sandbox: Sand
         await computer.type_text(sid, text="sdk ✓")
         await computer.press_key(sid, keys=["Home"], hold_keys=["Shift"])
         await computer.press_key(sid, keys=["ctrl+c"])
-        for _ in range(100):  # Chromium copies when it handles the key event, a moment later
-            if (await computer.read_clipboard(sid)).text == "sdk ✓":
-                break
-            await asyncio.sleep(0.02)
-        assert (await computer.read_clipboard(sid)).text == "sdk ✓"
+
+        async def clipboard() -> str:
+            return (await computer.read_clipboard(sid)).text
+
+        # Chromium copies when it handles the key event, a moment later.
+        assert await settles_to(clipboard, "sdk ✓") == "sdk ✓"
         await computer.write_clipboard(sid, text="pasted ✓")
         await computer.press_key(sid, keys=["End", "ctrl+v"])
         await computer.scroll(sid, x=x, y=y + 400, delta_y=1, delta_x=0)
@@ -55,11 +56,7 @@ async def test_sdk_drives_every_computer_route(page: RecorderPage, sandbox: Sand
             await computer.press_key(sid, keys=["NoSuchKey"])
         assert "NoSuchKey" in str(caught.value)
 
-    for _ in range(100):
-        if await page.value() == "sdk ✓pasted ✓":
-            break
-        await asyncio.sleep(0.02)
-    assert await page.value() == "sdk ✓pasted ✓"
+    assert await settles_to(page.value, "sdk ✓pasted ✓") == "sdk ✓pasted ✓"
     paths = {path for _, path, _ in transport.seen}
     assert {
         "/computer/move_mouse", "/computer/click_mouse", "/computer/type", "/computer/press_key",
