@@ -55,6 +55,11 @@ class PayloadTooLarge(AgentError):
     code = "payload_too_large"
 
 
+class UnsupportedMediaType(AgentError):
+    status = 415
+    code = "unsupported_media_type"
+
+
 class InternalError(AgentError):
     status = 500
     code = "internal_error"

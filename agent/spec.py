@@ -23,7 +23,7 @@ from jsonschema.exceptions import ValidationError
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from .errors import BadRequest, PayloadTooLarge
+from .errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 
 SPEC_URI = "urn:browser-vm-agent:openapi"
 # Accepted on every route and never validated here: the SDK calls the VM directly as <base_url>/X?jwt=….
@@ -214,7 +214,11 @@ def _json_type(value: object) -> str:
 
 def check(validator: Draft202012Validator, instance: object, prefix: str = "") -> None:
     """Raise BadRequest naming the first offending field (all of them in `details`)."""
-    errors = sorted(validator.iter_errors(instance), key=lambda e: (len(e.absolute_path), str(e.path)))
+    try:
+        found = list(validator.iter_errors(instance))
+    except RecursionError:
+        raise BadRequest(f"{prefix or 'request body'} is nested too deeply") from None
+    errors = sorted(found, key=lambda e: (len(e.absolute_path), str(e.path)))
     if not errors:
         return
     # The deepest error says most; prefer it, but report every one.
@@ -270,7 +274,21 @@ def operation_for(request: web.Request) -> Operation | None:
     return spec.operations.get((request.method, resource.canonical))
 
 
+def is_json_type(content_type: str) -> bool:
+    """`application/json` or a `+json` type (parameters such as charset are already stripped by aiohttp)."""
+    return content_type == "application/json" or (
+        content_type.startswith("application/") and content_type.endswith("+json")
+    )
+
+
 async def _read_json(request: web.Request, op: Operation, limit: int) -> object:
+    # A web page can send a "simple" cross-origin request (text/plain, a form, a typeless Blob) without a
+    # CORS preflight: JSON routes take only JSON, so such a request is refused before anything is read.
+    # An empty body (whatever its type: some clients label even that) means "no fields".
+    has_type = "Content-Type" in request.headers
+    ctype = request.content_type if has_type else ""
+    if has_type and not is_json_type(ctype) and request.content_length != 0 and request.can_read_body:
+        raise UnsupportedMediaType(f"unsupported Content-Type {ctype!r}; send application/json")
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"request body is larger than {limit} bytes")
     raw = bytearray()
@@ -282,13 +300,16 @@ async def _read_json(request: web.Request, op: Operation, limit: int) -> object:
         if op.body_required and op.body_content_types:
             raise BadRequest("request body is required (a JSON object)")
         return {}
-    ctype = request.content_type
-    if ctype not in ("application/json", "application/octet-stream", "text/plain", "") and not ctype.endswith(
-        "+json"
-    ):
-        raise BadRequest(f"unsupported Content-Type {ctype!r}; send application/json")
+    if not is_json_type(ctype):
+        raise UnsupportedMediaType(
+            f"unsupported Content-Type {ctype!r}; send application/json"
+            if has_type
+            else "a request body needs Content-Type: application/json"
+        )
     try:
         return json.loads(bytes(raw))
+    except RecursionError:
+        raise BadRequest("request body is nested too deeply") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}") from None
 

@@ -43,6 +43,38 @@ def assert_error(reply: Any, status: int) -> dict[str, Any]:
             400,
             "required",
         ),
+        (
+            "POST",
+            "/process/exec",
+            {"data": b'{"command": "true"}', "headers": {"Content-Type": "text/plain"}},
+            415,
+            "send application/json",
+        ),
+        (
+            "POST",
+            "/process/exec",
+            {"data": b"command=true", "headers": {"Content-Type": "application/x-www-form-urlencoded"}},
+            415,
+            "send application/json",
+        ),
+        ("POST", "/process/exec", {"data": b'{"command": "true"}'}, 415, "application/json"),
+        (
+            "POST",
+            "/process/exec",
+            {"data": b"[" * 100_000 + b"]" * 100_000, "headers": {"Content-Type": "application/json"}},
+            400,
+            "nested too deeply",
+        ),
+        (
+            "POST",
+            "/process/exec",
+            {
+                "data": b'{"command": "true", "env": ' + b'{"a":' * 5000 + b"1" + b"}" * 5000 + b"}",
+                "headers": {"Content-Type": "application/json"},
+            },
+            400,
+            "",
+        ),
         ("POST", "/computer/click_mouse", {"json": [1, 2]}, 400, "must be of type object"),
         ("POST", "/computer/click_mouse", {"json": {"x": 1, "y": 2, "z": 3}}, 400, "unknown field: z"),
         (
