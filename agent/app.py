@@ -27,6 +27,7 @@ from .screenshot import http as screenshot_http
 from .screenshot.service import ScreenshotService
 from .spec import SPEC_KEY, Spec
 from .tasks import TaskGroup
+from .unimplemented import complete as complete_spec
 from .x11.input import CursorState
 from .x11.selection import SelectionThread
 
@@ -126,4 +127,5 @@ def build_app(config: Config, spec: Spec | None = None) -> web.Application:
     missing = spec_module.unspecified_routes(app, spec)
     if missing:
         raise RuntimeError("routes missing from agent/openapi.yaml: " + ", ".join(missing))
+    complete_spec(app, spec)
     return app

@@ -169,3 +169,39 @@ def test_validation_messages_name_nested_fields() -> None:
     assert op.body_validator is not None
     with pytest.raises(Exception, match=r"field 'path\[1\]\[0\]' must be of type integer"):
         check(op.body_validator, {"path": [[1, 1], ["a", 2]]})
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "operation_id"),
+    [
+        ("GET", "/replays", {}, "listBrowsersReplays"),
+        ("POST", "/replays", {"json": {}}, "startBrowserReplayRecording"),
+        ("GET", "/replays/abc", {}, "getBrowsersReplaysById"),
+        ("POST", "/replays/abc/stop", {}, "stopBrowserReplayRecording"),
+        ("GET", "/telemetry", {}, "streamBrowserTelemetry"),
+        ("POST", "/extensions", {"data": {"x": "1"}}, "uploadExtensionsToBrowser"),
+        ("GET", "/logs/stream", {"params": {"source": "path", "path": "/tmp/x"}}, "logsStream"),
+    ],
+)
+async def test_spec_operations_not_built_yet_answer_501(
+    agent: AgentClient, method: str, path: str, kwargs: dict[str, Any], operation_id: str
+) -> None:
+    body = assert_error(await agent.request(method, path, **kwargs), 501)
+    assert body == {"code": "not_implemented", "message": f"{operation_id} is not implemented yet"}
+
+
+def test_every_spec_operation_is_served_or_listed_as_not_implemented() -> None:
+    app = build_app(Config())
+    served = {(r.method, r.resource.canonical) for r in app.router.routes() if r.resource is not None}
+    assert set(SPEC.operations) <= served
+
+
+def test_the_app_refuses_to_start_when_an_operation_is_unaccounted_for() -> None:
+    text = yaml.safe_dump(
+        {
+            **SPEC.document,
+            "paths": {**SPEC.document["paths"], "/brand/new": {"get": {"operationId": "brandNew"}}},
+        }
+    )
+    with pytest.raises(RuntimeError, match=r"brandNew \(GET /brand/new\)"):
+        build_app(Config(), Spec(text))
