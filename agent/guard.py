@@ -123,7 +123,8 @@ def refusal(headers: Mapping[str, str], config: GuardConfig, scheme: str = "http
             return Refusal(
                 403,
                 "forbidden_host",
-                f"Host {host[:200]!r} is not a loopback name or address; to serve it, list the name in "
+                # Not echoing the name: a rebound page must learn nothing from the answer.
+                "the Host header is not a loopback name or address; to serve another name, list it in "
                 "AGENT_ALLOWED_HOSTS (--allowed-hosts)",
             )
     origin = headers.get("Origin")

@@ -151,7 +151,7 @@ def test_sec_fetch_site(headers: dict[str, str], config: Config, expected: str |
 def test_refusals_name_the_option() -> None:
     host = refusal(CIMultiDict({"Host": "evil.example"}), DEFAULT)
     assert host is not None and "AGENT_ALLOWED_HOSTS" in host.message and "--allowed-hosts" in host.message
-    assert "evil.example" in host.message
+    assert "evil.example" not in host.message
     origin = refusal(CIMultiDict({"Host": "127.0.0.1", "Origin": "http://x.example"}), DEFAULT)
     assert origin is not None and "AGENT_ALLOWED_ORIGINS" in origin.message
     site = refusal(CIMultiDict({"Sec-Fetch-Site": "cross-site"}), DEFAULT)
