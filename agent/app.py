@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
+from . import guard
 from . import spec as spec_module
 from .cdp import CDP_KEY, CDP_PROXY_KEY
 from .cdp import http as cdp_http
@@ -106,7 +107,12 @@ async def _cdp_health(app: web.Application) -> AsyncIterator[None]:
 def build_app(config: Config, spec: Spec | None = None) -> web.Application:
     spec = spec or Spec.load()
     app = web.Application(
-        middlewares=[error_middleware, spec_module.validation_middleware(config.max_json_body)],
+        # The guard first: a web page's request is refused before anything else looks at it.
+        middlewares=[
+            guard.middleware(config),
+            error_middleware,
+            spec_module.validation_middleware(config.max_json_body),
+        ],
         client_max_size=config.max_json_body,
     )
     app[CONFIG_KEY] = config

@@ -27,6 +27,14 @@ class Config:
     # Upper bound for one request body (JSON routes); uploads stream and are not bound by it.
     max_json_body: int = 8 * 1024 * 1024
 
+    # --- security (agent/guard.py): pages in the VM's Chromium reach 127.0.0.1 too ---
+    # Host names (besides IP literals, localhost and *.localhost) the agent and the CDP proxy answer to;
+    # comma-separated, `*` = any. Anything else is refused (DNS rebinding).
+    allowed_hosts: str = ""
+    # Web origins (exact `scheme://host[:port]`, comma-separated, `*` = any) whose requests are served;
+    # other pages' requests are refused.
+    allowed_origins: str = ""
+
     # --- fs (agent/fs) ---
     # When set, every /fs route is confined to this directory (paths outside it are 403).
     fs_root: str = ""

@@ -25,6 +25,7 @@ def install(app: web.Application, config: Config) -> None:
             config.chromium_cdp_port,
             max_message_bytes=config.cdp_max_message_bytes,
             wait_for_chromium_s=config.cdp_proxy_wait_s,
+            guard_config=config,
         )
         tasks = TaskGroup("cdp")
         tasks.spawn(connection.run(), name="connection")

@@ -25,6 +25,8 @@ from typing import Any
 import aiohttp
 from aiohttp import WSMsgType, web
 
+from .. import guard
+from ..config import Config
 from ..errors import error_response
 
 log = logging.getLogger(__name__)
@@ -49,11 +51,14 @@ class CDPProxy:
         *,
         max_message_bytes: int = 256 * 1024 * 1024,
         wait_for_chromium_s: float = 8.0,
+        guard_config: guard.GuardConfig | None = None,
     ) -> None:
         self.host, self.port, self.chromium_port = host, port, chromium_port
         self.upstream = f"127.0.0.1:{chromium_port}"
         self.max_message_bytes = max_message_bytes
         self.wait_for_chromium_s = wait_for_chromium_s
+        # Which Host names and web origins may use the proxy besides loopback clients (see agent/guard.py).
+        self.guard_config: guard.GuardConfig = guard_config or Config()
         self.active_connections = 0
         self.total_connections = 0
         self.http_requests = 0
@@ -106,6 +111,11 @@ class CDPProxy:
     # --- requests ---------------------------------------------------------------------------------------
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        # Before anything else, websocket upgrades included: a web page (or a DNS-rebound name) gets a 403,
+        # counts as no activity, and never reaches Chromium. Chromium's own port refuses such Hosts too.
+        refused = guard.response_for(request, self.guard_config)
+        if refused is not None:
+            return refused
         self.touch()
         try:
             if request.headers.get("Upgrade", "").lower() == "websocket":
