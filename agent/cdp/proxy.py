@@ -26,6 +26,7 @@ import aiohttp
 from aiohttp import WSMsgType, web
 
 from ..errors import error_response
+from ..server import GuardedAppRunner, HttpTimeouts
 
 log = logging.getLogger(__name__)
 
@@ -49,11 +50,13 @@ class CDPProxy:
         *,
         max_message_bytes: int = 256 * 1024 * 1024,
         wait_for_chromium_s: float = 8.0,
+        http_timeouts: HttpTimeouts | None = None,
     ) -> None:
         self.host, self.port, self.chromium_port = host, port, chromium_port
         self.upstream = f"127.0.0.1:{chromium_port}"
         self.max_message_bytes = max_message_bytes
         self.wait_for_chromium_s = wait_for_chromium_s
+        self.http_timeouts = http_timeouts or HttpTimeouts()
         self.active_connections = 0
         self.total_connections = 0
         self.http_requests = 0
@@ -88,7 +91,14 @@ class CDPProxy:
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30, sock_connect=2))
         app = web.Application(client_max_size=self.max_message_bytes)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0)
+        # The API's read timeouts: a half-sent request cannot hold the proxy; its websockets are never timed.
+        self._runner = GuardedAppRunner(
+            app,
+            timeouts=self.http_timeouts,
+            access_log=None,
+            handler_cancellation=True,
+            shutdown_timeout=1.0,
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         await site.start()

@@ -135,7 +135,9 @@ def _socket_body(request: web.Request) -> SocketBody | None:
     while chunk := request.content.read_nowait(-1):
         prefix += chunk
     transport.pause_reading()  # after draining: reading the buffer may have resumed the socket
-    return SocketBody(bytes(prefix), sock.fileno(), length, threading.Event())
+    return SocketBody(
+        bytes(prefix), sock.fileno(), length, threading.Event(), _service(request).body_timeout_s
+    )
 
 
 async def write_file(request: web.Request) -> web.Response:
