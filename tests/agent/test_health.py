@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import signal
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -129,6 +130,7 @@ async def test_a_slow_poll_does_not_flip_readiness_while_the_websocket_is_open(
 def box() -> Iterator[Sandbox]:
     with private_sandbox("agent-test-health-") as sandbox:
         yield sandbox
+    shutil.rmtree(sandbox.state_dir, ignore_errors=True)  # the helper leaves it
 
 
 async def health_status(http: aiohttp.ClientSession, box: Sandbox) -> tuple[int, dict[str, object]]:

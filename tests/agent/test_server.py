@@ -13,6 +13,7 @@ import inspect
 import json
 import os
 import resource
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -44,6 +45,7 @@ def box() -> Iterator[Sandbox]:
         http_idle_timeout_s=TIMEOUT_S,
     ) as sandbox:
         yield sandbox
+    shutil.rmtree(sandbox.state_dir, ignore_errors=True)  # the helper leaves it
 
 
 @pytest.fixture

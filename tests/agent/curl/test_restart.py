@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ from tests.helpers.sandboxes import private_sandbox
 def box() -> Iterator[Sandbox]:
     with private_sandbox("agent-test-curl-restart-") as sandbox:
         yield sandbox
+    shutil.rmtree(sandbox.state_dir, ignore_errors=True)  # the helper leaves it
 
 
 async def curl_until(
