@@ -8,28 +8,13 @@ import sys
 
 from . import config as config_module
 
-# aiohttp's request-body buffer (default 64 KiB): bigger means fewer socket pause/resume cycles on uploads.
-READ_BUFSIZE = 256 * 1024
-
 
 def _serve(config: config_module.Config) -> int:
-    from aiohttp import web
-
     from .app import build_app
+    from .server import run
 
-    web.run_app(
-        build_app(config),
-        host=config.host,
-        port=config.port,
-        access_log=logging.getLogger("aiohttp.access") if config.log_level == "debug" else None,
-        print=None,
-        reuse_address=True,
-        # A client that goes away cancels its handler: a long drag or batch stops and lets go of the
-        # keys and buttons it holds (see computer.actions.Runner).
-        handler_cancellation=True,
-        read_bufsize=READ_BUFSIZE,
-        shutdown_timeout=3.0,  # in-flight requests get this long; supervisord restarts must be quick
-    )
+    access_log = logging.getLogger("aiohttp.access") if config.log_level == "debug" else None
+    run(build_app(config), config, access_log)
     return 0
 
 

@@ -88,19 +88,15 @@ def _computer(config: Config) -> Lifecycle:
 
 
 async def _cdp_health(app: web.Application) -> AsyncIterator[None]:
-    """/health reports the shared CDP connection and the proxy, and says Chromium is down the moment the
-    DevTools websocket closes (instead of at the next poll, which sets it ready again once it answers)."""
+    """/health reports the shared CDP connection and the proxy, and Chromium's readiness follows that
+    connection: ready while its websocket is open (however slowly a busy browser answers a poll), not ready
+    the moment it closes."""
     readiness = app[health_http.READINESS_KEY]
     connection, proxy = app[CDP_KEY], app[CDP_PROXY_KEY]
     readiness.sections["cdp"] = lambda: {**connection.status(), "proxy": proxy.status()}
-
-    def on_state(connected: bool, generation: int) -> None:
-        if not connected:
-            readiness.chromium.set(False, "the DevTools connection to Chromium closed (Chromium restarting?)")
-
-    remove_listener = connection.on_state(on_state)
+    unfollow = readiness.follow(connection)
     yield
-    remove_listener()
+    unfollow()
     readiness.sections.pop("cdp", None)
 
 

@@ -34,6 +34,16 @@ class Config:
     # Web origins (exact `scheme://host[:port]`, comma-separated, `*` = any) whose requests are served;
     # other pages' requests are refused.
     allowed_origins: str = ""
+    # --- http server (agent/server.py: the API on `port` and the CDP proxy on `cdp_port`) ---
+    # A connection must deliver a complete request head within this long of opening it, or of the first
+    # byte of its next request when kept alive; else 408 and close. 0 = no limit.
+    http_header_timeout_s: float = 10.0
+    # The longest a request body may pause between two reads (a stalled upload ends, a flowing one never
+    # does). 0 = no limit.
+    http_body_timeout_s: float = 60.0
+    # A kept-alive connection with no request in progress is closed after this long (aiohttp's
+    # keepalive_timeout). SSE streams and websockets are responses in progress: never idle.
+    http_idle_timeout_s: float = 60.0
 
     # --- fs (agent/fs) ---
     # When set, every /fs route is confined to this directory (paths outside it are 403).

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from ..config import Config
+from ..server import HttpTimeouts
 from ..tasks import TaskGroup
 from . import CDP_KEY, CDP_PROXY_KEY
 from .connection import CDPConnection
@@ -26,6 +27,7 @@ def install(app: web.Application, config: Config) -> None:
             max_message_bytes=config.cdp_max_message_bytes,
             wait_for_chromium_s=config.cdp_proxy_wait_s,
             guard_config=config,
+            http_timeouts=HttpTimeouts.from_config(config),
         )
         tasks = TaskGroup("cdp")
         tasks.spawn(connection.run(), name="connection")

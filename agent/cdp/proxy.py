@@ -28,6 +28,7 @@ from aiohttp import WSMsgType, web
 from .. import guard
 from ..config import Config
 from ..errors import error_response
+from ..server import GuardedAppRunner, HttpTimeouts
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +53,7 @@ class CDPProxy:
         max_message_bytes: int = 256 * 1024 * 1024,
         wait_for_chromium_s: float = 8.0,
         guard_config: guard.GuardConfig | None = None,
+        http_timeouts: HttpTimeouts | None = None,
     ) -> None:
         self.host, self.port, self.chromium_port = host, port, chromium_port
         self.upstream = f"127.0.0.1:{chromium_port}"
@@ -59,6 +61,7 @@ class CDPProxy:
         self.wait_for_chromium_s = wait_for_chromium_s
         # Which Host names and web origins may use the proxy besides loopback clients (see agent/guard.py).
         self.guard_config: guard.GuardConfig = guard_config or Config()
+        self.http_timeouts = http_timeouts or HttpTimeouts()
         self.active_connections = 0
         self.total_connections = 0
         self.http_requests = 0
@@ -93,7 +96,14 @@ class CDPProxy:
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30, sock_connect=2))
         app = web.Application(client_max_size=self.max_message_bytes)
         app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None, handler_cancellation=True, shutdown_timeout=1.0)
+        # The API's read timeouts: a half-sent request cannot hold the proxy; its websockets are never timed.
+        self._runner = GuardedAppRunner(
+            app,
+            timeouts=self.http_timeouts,
+            access_log=None,
+            handler_cancellation=True,
+            shutdown_timeout=1.0,
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         await site.start()

@@ -43,6 +43,21 @@ _BLANK_PAGE = base64.b64encode(b"<!doctype html><title>agent curl</title>").deco
 _IS_BLANK = f"location.pathname === {json.dumps(BLANK_PATH)} && location.origin !== 'null'"
 
 
+# How a call fails when its target was closed or crashed under it (the agent's own message for a detached
+# session, then Chromium's): the browser is shutting down or a renderer died; a retry gets a new target.
+_TARGET_GONE = (
+    "the target went away",
+    "No session with given id",
+    "Session with given id not found",
+    "No target with given id",
+    "Target closed",
+)
+
+
+def _target_gone(exc: Exception) -> bool:
+    return isinstance(exc, CDPError) and any(words in exc.message for words in _TARGET_GONE)
+
+
 def _blank_document(request_id: str) -> dict[str, Any]:
     return {
         "requestId": request_id,
@@ -225,10 +240,12 @@ class CurlService:
         started = time.monotonic()
         url, origin, credentials = split_url(request.url)
         headers = {**credentials, **request.headers}
+        generation: int | None = None  # of the browser the request's target belongs to
         try:
             async with asyncio.timeout(request.timeout_ms / 1000):
                 async with self._slots:
                     target = await self._lease(origin)
+                    generation = target.session.generation
                     try:
                         if target.origin != origin:
                             await self._open_origin(target, origin)
@@ -248,10 +265,23 @@ class CurlService:
             ) from None
         except CDPDisconnected as exc:
             raise Unavailable(f"Chromium went away during the request ({exc.message}); retry") from None
-        except _Dirty as exc:
+        except (_Dirty, CDPError) as exc:
+            # While Chromium shuts down its targets go first (their sessions detach, fetch() ends with no
+            # answer) and the DevTools connection closes a moment later: that is a 503 to retry, not a bug.
+            if _target_gone(exc) or await self._browser_went_away(generation):
+                raise Unavailable(
+                    f"Chromium closed the request's tab or went away during the request ({exc}); retry"
+                ) from None
             raise InternalError(f"browser curl failed: {exc}") from None
-        except CDPError as exc:
-            raise InternalError(f"browser curl failed: {exc}") from None
+
+    async def _browser_went_away(self, generation: int | None, within_s: float = 2.0) -> bool:
+        """Whether the browser of `generation` is gone, or goes within `within_s`."""
+        deadline = time.monotonic() + within_s
+        while self.cdp.connected and self.cdp.generation == generation:
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
 
     async def _lease(self, origin: str) -> _Target:
         """An idle target, one whose document already has `origin` if possible."""

@@ -68,13 +68,13 @@ class SocketBody:
     fd: int
     length: int
     cancel: threading.Event
+    # The client may send nothing for this long (config http_body_timeout_s, as for any body; 0 = no limit).
+    idle_timeout_s: float = 60.0
 
 
 _F_SETPIPE_SZ = 1031
 _SPLICE_PIPE = 1024 * 1024
 _POLL_MS = 500
-# A client that sends nothing for this long is given up on.
-SPLICE_IDLE_S = 60.0
 
 
 def splice_from_socket(
@@ -103,8 +103,8 @@ def splice_from_socket(
             except BlockingIOError:
                 if not poller.poll(_POLL_MS):
                     idle += _POLL_MS / 1000
-                    if idle >= SPLICE_IDLE_S:
-                        raise BadRequest(f"the client sent nothing for {SPLICE_IDLE_S:.0f} s") from None
+                    if 0 < body.idle_timeout_s <= idle:
+                        raise BadRequest(f"the client sent nothing for {body.idle_timeout_s:g} s") from None
                 continue
             if n == 0:
                 raise BadRequest(f"the client closed the connection with {left} bytes still to come")

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import BodyPartReader, MultipartReader, hdrs, web
 from aiohttp.helpers import content_disposition_header
+from aiohttp.http import HttpProcessingError
 
 from ..config import Config
 from ..errors import AgentError, BadRequest
@@ -27,6 +28,14 @@ FS_KEY = web.AppKey("fs", FsService)
 PART_CHUNK = 1024 * 1024
 MAX_FIELD_BYTES = 64 * 1024
 _INDEXED = re.compile(r"^files(?:\[(\d*)\](?:\[(\w+)\]|\.(\w+))|\.(\d+)\.(\w+))$")
+# What aiohttp's multipart reader raises on a malformed body: HttpProcessingError covers a bad part header
+# (InvalidHeader), a part header line that is too long (LineTooLong) and too many part headers.
+_MALFORMED = (ValueError, RuntimeError, AssertionError, HttpProcessingError)
+
+
+def _malformed(exc: Exception, where: str = "") -> BadRequest:
+    detail = exc.message if isinstance(exc, HttpProcessingError) and exc.message else str(exc)
+    return BadRequest(f"malformed multipart body{where}: {detail}")
 
 
 def _service(request: web.Request) -> FsService:
@@ -126,7 +135,9 @@ def _socket_body(request: web.Request) -> SocketBody | None:
     while chunk := request.content.read_nowait(-1):
         prefix += chunk
     transport.pause_reading()  # after draining: reading the buffer may have resumed the socket
-    return SocketBody(bytes(prefix), sock.fileno(), length, threading.Event())
+    return SocketBody(
+        bytes(prefix), sock.fileno(), length, threading.Event(), _service(request).body_timeout_s
+    )
 
 
 async def write_file(request: web.Request) -> web.Response:
@@ -156,15 +167,15 @@ async def _multipart(request: web.Request) -> MultipartReader:
         raise BadRequest(f"send multipart/form-data, got Content-Type {request.content_type!r}")
     try:
         return await request.multipart()
-    except (ValueError, RuntimeError, AssertionError) as exc:
-        raise BadRequest(f"malformed multipart body: {exc}") from None
+    except _MALFORMED as exc:
+        raise _malformed(exc) from None
 
 
 async def _next_part(reader: MultipartReader) -> BodyPartReader | None:
     try:
         part = await reader.next()
-    except (ValueError, RuntimeError, AssertionError) as exc:
-        raise BadRequest(f"malformed multipart body: {exc}") from None
+    except _MALFORMED as exc:
+        raise _malformed(exc) from None
     if part is None:
         return None
     if not isinstance(part, BodyPartReader):
@@ -177,8 +188,8 @@ async def _part_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
     try:
         while chunk := await part.read_chunk(PART_CHUNK):
             yield part.decode(chunk) if encoded else chunk
-    except (ValueError, RuntimeError, AssertionError) as exc:
-        raise BadRequest(f"malformed multipart body in part {part.name!r}: {exc}") from None
+    except _MALFORMED as exc:
+        raise _malformed(exc, f" in part {part.name!r}") from None
 
 
 async def _part_text(part: BodyPartReader) -> str:

@@ -76,6 +76,7 @@ class FsService:
     def __init__(self, config: Config) -> None:
         self.paths = FsPaths(config.fs_root)
         self.fsync = config.fs_fsync
+        self.body_timeout_s = config.http_body_timeout_s  # for bodies the splice path reads itself
         self.limits = Limits(config.fs_max_extract_bytes, config.fs_max_extract_entries)
         self._io = ThreadPoolExecutor(max_workers=16, thread_name_prefix="fs-io")
         self._long = ThreadPoolExecutor(max_workers=8, thread_name_prefix="fs-long")

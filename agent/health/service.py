@@ -1,4 +1,11 @@
-"""Readiness of what the agent stands on (the X display, Chromium's DevTools endpoint) and /health."""
+"""Readiness of what the agent stands on (the X display, Chromium's DevTools connection) and /health.
+
+X is a socket check, polled. Chromium, once `follow()` ties it to the shared DevTools connection (app.py
+does at start), is ready exactly while that websocket is open: a busy browser that answers `/json/version`
+slowly (an input flood keeps its IO thread busy for seconds) is not a browser that is down, and the moment
+the websocket closes (a crash, a restart) it is not ready. Without a connection to follow (a Readiness on its
+own), `/json/version` is polled instead.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +21,7 @@ from typing import Any
 import aiohttp
 
 from .. import __version__
+from ..cdp.connection import CDPConnection
 from ..config import Config
 
 log = logging.getLogger(__name__)
@@ -50,6 +58,32 @@ class Readiness:
         self.chromium = Dependency()
         # Live state other parts add to the report (e.g. "cdp": the shared DevTools connection and proxy).
         self.sections: dict[str, Callable[[], dict[str, Any]]] = {}
+        self._following: CDPConnection | None = None
+
+    def follow(self, connection: CDPConnection) -> Callable[[], None]:
+        """From now on Chromium's readiness is `connection`'s state (no more polling); returns an undo."""
+
+        def on_state(connected: bool, generation: int) -> None:
+            if connected:
+                browser = connection.browser
+                info = {
+                    "browser": browser.get("Browser"),
+                    "protocol": browser.get("Protocol-Version"),
+                    "user_agent": browser.get("User-Agent"),
+                }
+                self.chromium.set(True, "ok", info)
+            else:
+                self.chromium.set(False, f"no DevTools connection to Chromium ({connection.last_error})")
+
+        self._following = connection
+        remove = connection.on_state(on_state)
+        on_state(connection.connected, connection.generation)
+
+        def unfollow() -> None:
+            remove()
+            self._following = None
+
+        return unfollow
 
     @property
     def ready(self) -> bool:
@@ -89,7 +123,8 @@ class Readiness:
             while True:
                 before = (self.x.ready, self.chromium.ready)
                 await asyncio.get_running_loop().run_in_executor(None, self._check_x)
-                await self._check_chromium(session)
+                if self._following is None:
+                    await self._check_chromium(session)
                 after = (self.x.ready, self.chromium.ready)
                 if after != before:
                     log.info("readiness: x=%s chromium=%s", *after)

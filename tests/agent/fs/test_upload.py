@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import os
 import stat
+import zipfile
 from pathlib import Path
 
 import aiohttp
+import pytest
 
 from tests.agent.fs.conftest import FsClient, error, exists, names, sha256
 from tests.conftest import Reply
@@ -99,3 +102,78 @@ async def test_a_bad_upload_replaces_nothing(fs: FsClient, workdir: Path) -> Non
     empty = aiohttp.FormData(default_to_multipart=True)
     assert "no files" in error(await fs.agent.post("/fs/upload", data=empty), 400)
     assert "multipart" in error(await fs.agent.post("/fs/upload", {"files": []}), 400)
+
+
+# --- malformed multipart bodies (built by hand: aiohttp's client never sends them) ---
+
+BOUNDARY = "agent-test-boundary"
+BAD_PART_HEADERS = {
+    "no colon": b'Content-Disposition form-data; name="x"',
+    "space in the name": b"Bad Name: value",
+    "NUL in the value": b"X-Thing: a\x00b",
+    "folded line": b" folded: value",
+    "too long": b"X-Long: " + b"a" * 9000,
+}
+
+
+def raw_part(headers: list[bytes], content: bytes) -> bytes:
+    return (
+        b"--"
+        + BOUNDARY.encode()
+        + b"\r\n"
+        + b"".join(h + b"\r\n" for h in headers)
+        + b"\r\n"
+        + content
+        + b"\r\n"
+    )
+
+
+def field(name: str, content: bytes, filename: str | None = None) -> bytes:
+    disposition = f'Content-Disposition: form-data; name="{name}"'
+    if filename is not None:
+        disposition += f'; filename="{filename}"'
+    return raw_part([disposition.encode()], content)
+
+
+async def post_raw(fs: FsClient, route: str, parts: list[bytes]) -> Reply:
+    body = b"".join(parts) + b"--" + BOUNDARY.encode() + b"--\r\n"
+    headers = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
+    return await fs.agent.post(route, data=body, headers=headers)
+
+
+def small_zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("inside.txt", b"zipped")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("case", sorted(BAD_PART_HEADERS))
+async def test_a_malformed_part_header_is_a_400_and_writes_nothing(
+    fs: FsClient, workdir: Path, case: str
+) -> None:
+    bad = raw_part([b'Content-Disposition: form-data; name="files[1][file]"', BAD_PART_HEADERS[case]], b"x")
+    first, second = workdir / "first.bin", workdir / "second.bin"
+    good = [
+        field("files[0][dest_path]", str(first).encode()),
+        field("files[1][dest_path]", str(second).encode()),
+        field("files[0][file]", os.urandom(3 * 1024 * 1024), "a.bin"),  # read (and staged) before the bad one
+    ]
+    for parts in ([bad, *good], [*good, bad]):
+        assert "malformed multipart" in error(await post_raw(fs, "/fs/upload", parts), 400)
+        assert names(workdir) == []  # no file, no staging leftovers
+
+    dest = workdir / "unzipped"
+    zipped = [field("dest_path", str(dest).encode()), field("zip_file", small_zip(), "a.zip")]
+    bad_zip = raw_part([b'Content-Disposition: form-data; name="zip_file"', BAD_PART_HEADERS[case]], b"x")
+    for parts in ([bad_zip], [zipped[0], bad_zip], [*zipped, bad_zip]):
+        assert "malformed multipart" in error(await post_raw(fs, "/fs/upload_zip", parts), 400)
+        assert not exists(dest)
+        assert names(workdir) == []
+
+    # The agent is fine afterwards, and the same routes still work.
+    assert (await fs.agent.get("/health")).status == 200
+    assert (await post_raw(fs, "/fs/upload", [*good, field("files[1][file]", b"two", "b.bin")])).status == 201
+    assert second.read_bytes() == b"two"
+    assert (await post_raw(fs, "/fs/upload_zip", zipped)).status == 201
+    assert (dest / "inside.txt").read_bytes() == b"zipped"
