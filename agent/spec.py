@@ -7,6 +7,7 @@ runs. Handlers read the validated body with `json_body(request)`.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import re
@@ -29,6 +30,7 @@ SPEC_URI = "urn:browser-vm-agent:openapi"
 # Accepted on every route and never validated here: the SDK calls the VM directly as <base_url>/X?jwt=….
 ALWAYS_ALLOWED_QUERY = frozenset({"jwt"})
 _BODY_KEY = "agent.json_body"
+_ARGS_KEY = "agent.args"
 _HTTP_METHODS = ("get", "put", "post", "delete", "patch")
 
 _format_checker = FormatChecker()
@@ -60,6 +62,7 @@ class Operation:
     body_content_types: tuple[str, ...]
     body_required: bool
     body_validator: Draft202012Validator | None
+    body_schema: dict[str, Any] | None = None
 
     @property
     def takes_json(self) -> bool:
@@ -138,7 +141,34 @@ class Spec:
             body_content_types=tuple(content),
             body_required=bool(body.get("required")),
             body_validator=validator,
+            body_schema=json_schema,
         )
+
+    def with_defaults(self, schema: Mapping[str, Any] | None, instance: object) -> object:
+        """`instance` (already valid) with the spec's `default`s filled in where a property is absent,
+        at every depth (objects, arrays, `$ref`, `allOf`). The instance is copied, never changed."""
+        if schema is None:
+            return instance
+        node = self._deref(dict(schema))
+        for part in node.get("allOf", ()):
+            instance = self.with_defaults(part, instance)
+        if isinstance(instance, dict):
+            out = dict(instance)
+            properties: dict[str, Any] = node.get("properties", {})
+            for name, sub in properties.items():
+                sub = self._deref(sub)
+                if name in out:
+                    out[name] = self.with_defaults(sub, out[name])
+                elif "default" in sub:
+                    out[name] = copy.deepcopy(sub["default"])
+            extra = node.get("additionalProperties")
+            if isinstance(extra, dict):
+                for name in out.keys() - properties.keys():
+                    out[name] = self.with_defaults(extra, out[name])
+            return out
+        if isinstance(instance, list) and isinstance(node.get("items"), dict):
+            return [self.with_defaults(node["items"], item) for item in instance]
+        return instance
 
     def _deref(self, node: dict[str, Any]) -> dict[str, Any]:
         while "$ref" in node:
@@ -244,19 +274,26 @@ def _coerce(raw: str, schema: Mapping[str, Any]) -> object:
     return raw
 
 
-def check_parameters(op: Operation, request: web.Request) -> None:
+def check_parameters(op: Operation, request: web.Request) -> dict[str, object]:
+    """Validate the query and path parameters; their values, coerced to the schema's types, defaults
+    applied (absent optional parameters without a default are left out)."""
     known = {p.name for p in op.parameters if p.location == "query"}
     unknown = sorted(set(request.query) - known - ALWAYS_ALLOWED_QUERY)
     if unknown:
         raise BadRequest("unknown query parameter: " + ", ".join(unknown))
+    values: dict[str, object] = {}
     for param in op.parameters:
         source: Mapping[str, str] = request.query if param.location == "query" else request.match_info
         if param.name not in source:
             if param.required:
                 raise BadRequest(f"missing required {param.location} parameter: {param.name}")
+            if "default" in param.schema:
+                values[param.name] = copy.deepcopy(param.schema["default"])
             continue
         value = _coerce(source[param.name], param.schema)
         check(param.validator, value, prefix=param.name)
+        values[param.name] = value
+    return values
 
 
 # --- the middleware ----------------------------------------------------------------------------------
@@ -319,20 +356,30 @@ def validation_middleware(max_json_body: int) -> Middleware:
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         op = operation_for(request)
         if op is not None:
-            check_parameters(op, request)
+            args = check_parameters(op, request)
             if op.body_validator is not None:
                 body = await _read_json(request, op, max_json_body)
                 check(op.body_validator, body)
+                body = request.app[SPEC_KEY].with_defaults(op.body_schema, body)
+                assert isinstance(body, dict)
                 request[_BODY_KEY] = body
+                args = {**body, **args}
+            request[_ARGS_KEY] = args
         return await handler(request)
 
     return middleware
 
 
 def json_body(request: web.Request) -> dict[str, Any]:
-    """The request's JSON body, already validated against the operation's schema."""
+    """The request's JSON body, already validated against the operation's schema, defaults applied."""
     body: dict[str, Any] = request.get(_BODY_KEY, {})
     return body
+
+
+def validated_args(request: web.Request) -> dict[str, Any]:
+    """Path and query parameters and JSON body fields of the request, validated, defaults applied."""
+    args: dict[str, Any] = request.get(_ARGS_KEY, {})
+    return args
 
 
 def unspecified_routes(app: web.Application, spec: Spec) -> list[str]:

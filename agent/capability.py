@@ -1,0 +1,123 @@
+"""One capability shape: every package declares itself the same way, and `agent/app.py` is a list of them.
+
+A `Capability` says its name, the services it provides and requires (`Key`s in the service registry), its
+lifecycle (an async context manager that provides its services, then closes them), its HTTP routes and its
+`/health` section. `install` orders the capabilities by what they require (a missing provider or a cycle is
+a start-up error naming both sides), runs their lifecycles as aiohttp `cleanup_ctx` in that order (closed in
+reverse) and adds their routes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+from aiohttp import web
+
+from .config import Config
+from .operation import OPERATIONS_KEY, SERVICES_KEY, Operation, Operations
+from .services import Key, Services
+from .spec import Spec
+
+Lifecycle = Callable[[Services, Config], contextlib.AbstractAsyncContextManager[None]]
+HealthSection = Callable[[Services], dict[str, Any]]
+
+
+class CapabilityError(RuntimeError):
+    """The capability list cannot be wired: a requirement nobody provides, a cycle, a service not provided."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Capability:
+    name: str
+    provides: tuple[Key[Any], ...] = ()
+    requires: tuple[Key[Any], ...] = ()
+    lifecycle: Lifecycle | None = None
+    # The HTTP adapter: the routes of this capability's spec operations (and extensions).
+    routes: Callable[[Config], Sequence[web.RouteDef]] = lambda config: ()
+    # Its transport-independent operations (what the control link can call by operationId).
+    operations: tuple[Operation[Any], ...] = ()
+    health: HealthSection | None = None
+
+
+CAPABILITIES_KEY = web.AppKey("capabilities", tuple)
+
+
+def order(capabilities: Sequence[Capability]) -> list[Capability]:
+    """The capabilities with every one after those it requires (otherwise in the order given)."""
+    providers: dict[Key[Any], Capability] = {}
+    for cap in capabilities:
+        for key in cap.provides:
+            if key in providers:
+                raise CapabilityError(
+                    f"capabilities {providers[key].name!r} and {cap.name!r} both provide {key.name!r}"
+                )
+            providers[key] = cap
+    for cap in capabilities:
+        for key in cap.requires:
+            if key not in providers:
+                raise CapabilityError(
+                    f"capability {cap.name!r} requires {key.name!r}, which no capability provides"
+                )
+    done: list[Capability] = []
+    placed: set[str] = set()
+
+    def place(cap: Capability, path: tuple[str, ...]) -> None:
+        if cap.name in placed:
+            return
+        if cap.name in path:
+            cycle = " → ".join([*path[path.index(cap.name) :], cap.name])
+            raise CapabilityError(f"capabilities require each other in a cycle: {cycle}")
+        for key in cap.requires:
+            place(providers[key], (*path, cap.name))
+        placed.add(cap.name)
+        done.append(cap)
+
+    for cap in capabilities:
+        place(cap, ())
+    return done
+
+
+def _cleanup_ctx(
+    cap: Capability, lifecycle: Lifecycle, services: Services, config: Config
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        async with lifecycle(services, config):
+            missing = [key.name for key in cap.provides if key not in services]
+            if missing:
+                raise CapabilityError(f"capability {cap.name!r} did not provide {', '.join(missing)}")
+            try:
+                yield
+            finally:
+                for key in cap.provides:
+                    services.withdraw(key)
+
+    return ctx
+
+
+def install(app: web.Application, config: Config, spec: Spec, capabilities: Sequence[Capability]) -> Services:
+    """Wire the capabilities into `app`: the registry, lifecycles in dependency order, routes, operations."""
+    ordered = order(capabilities)
+    services = Services()
+    app[SERVICES_KEY] = services
+    app[CAPABILITIES_KEY] = tuple(ordered)
+    app[OPERATIONS_KEY] = Operations(spec, services, [op for cap in ordered for op in cap.operations])
+    for cap in ordered:
+        if cap.lifecycle is not None:
+            app.cleanup_ctx.append(_cleanup_ctx(cap, cap.lifecycle, services, config))
+        elif cap.provides:
+            raise CapabilityError(f"capability {cap.name!r} provides services but has no lifecycle")
+        app.add_routes(list(cap.routes(config)))
+    return services
+
+
+def health_sections(app: web.Application) -> dict[str, dict[str, Any]]:
+    """Each started capability's /health section, by capability name."""
+    services = app[SERVICES_KEY]
+    out: dict[str, dict[str, Any]] = {}
+    for cap in app[CAPABILITIES_KEY]:
+        if cap.health is not None and all(key in services for key in cap.provides):
+            out[cap.name] = cap.health(services)
+    return out

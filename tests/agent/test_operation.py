@@ -1,0 +1,84 @@
+"""The operation core: defaults from the spec, typed requests, one call path with the HTTP validation."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import pytest
+
+from agent.errors import BadRequest
+from agent.operation import Operation, Operations, build, to_json
+from agent.services import Services
+from agent.spec import Spec
+
+SPEC = Spec.load()
+
+
+@dataclasses.dataclass(frozen=True)
+class Click:
+    x: int
+    y: int
+    num_clicks: int
+    button: str | None = None
+    hold_keys: tuple[str, ...] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Action:
+    type: str
+    click_mouse: Click | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Batch:
+    actions: list[Action]
+
+
+def test_defaults_are_filled_in_at_every_depth_and_the_input_is_not_changed() -> None:
+    schema = {"$ref": "#/components/schemas/BatchComputerActionRequest"}
+    body: dict[str, Any] = {"actions": [{"type": "click_mouse", "click_mouse": {"x": 1, "y": 2}}]}
+    out = SPEC.with_defaults(schema, body)
+    assert out == {"actions": [{"type": "click_mouse", "click_mouse": {"x": 1, "y": 2, "num_clicks": 1}}]}
+    assert body == {"actions": [{"type": "click_mouse", "click_mouse": {"x": 1, "y": 2}}]}
+
+
+def test_typed_requests_are_built_with_nested_dataclasses_lists_and_optionals() -> None:
+    batch = build(
+        Batch,
+        {
+            "actions": [
+                {"type": "click_mouse", "click_mouse": {"x": 1, "y": 2, "num_clicks": 3, "hold_keys": ["a"]}}
+            ]
+        },
+    )
+    assert batch == Batch([Action("click_mouse", Click(1, 2, 3, None, ("a",)))])
+    assert to_json(batch) == {
+        "actions": [
+            {"type": "click_mouse", "click_mouse": {"x": 1, "y": 2, "num_clicks": 3, "hold_keys": ["a"]}}
+        ]
+    }
+
+
+async def test_call_validates_applies_defaults_and_runs_the_same_operation_http_does() -> None:
+    seen: list[Click] = []
+
+    async def run(services: Services, request: Click) -> dict[str, int]:
+        seen.append(request)
+        return {"clicks": request.num_clicks}
+
+    operations = Operations(SPEC, Services(), [Operation("clickMouse", Click, run)])
+    assert await operations.call("clickMouse", {"x": 5, "y": 6}) == {"clicks": 1}
+    assert seen == [Click(5, 6, 1)]
+    with pytest.raises(BadRequest, match="missing required field: y"):
+        await operations.call("clickMouse", {"x": 5})
+    with pytest.raises(BadRequest, match="unknown field: z"):
+        await operations.call("clickMouse", {"x": 5, "y": 6, "z": 1})
+
+
+def test_an_operation_the_spec_lacks_is_refused() -> None:
+    async def run(services: Services, request: Click) -> None:
+        return None
+
+    with pytest.raises(RuntimeError, match=r"'noSuchOperation' is not in agent/openapi\.yaml"):
+        Operations(SPEC, Services(), [Operation("noSuchOperation", Click, run)])
