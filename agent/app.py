@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable
 from aiohttp import web
 
 from . import spec as spec_module
+from . import sse
 from .cdp import CDP_KEY, CDP_PROXY_KEY
 from .cdp import http as cdp_http
 from .clipboard import http as clipboard_http
@@ -110,6 +111,7 @@ def build_app(config: Config, spec: Spec | None = None) -> web.Application:
     )
     app[CONFIG_KEY] = config
     app[SPEC_KEY] = spec
+    sse.install(app)  # open SSE streams end cleanly on shutdown
     app.cleanup_ctx.extend([_tasks(app), _readiness(config), _computer(config)])
     for install in INSTALLERS:
         install(app, config)
