@@ -4,6 +4,7 @@ Ctrl-C leaves no process behind."""
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from typing import Any
 
 import psutil
 
-from agent.sandbox import REPO
+from agent.sandbox import REPO, Sandbox
 from tests.helpers.sandboxes import free_display, free_port
 
 
@@ -97,3 +98,25 @@ def test_sandbox_runs_recovers_and_stops_cleanly() -> None:
             except subprocess.TimeoutExpired:
                 cli.kill()
                 cli.wait()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def _program(sandbox: Sandbox, name: str) -> psutil.Process:
+    return psutil.Process(int(sandbox.supervisorctl("pid", name).strip()))
+
+
+def test_chromium_and_playwright_keep_their_temp_dirs_in_the_state_dir(sandbox: Sandbox) -> None:
+    """org.chromium.Chromium.* and playwright-artifacts-* go to <state dir>/tmp, not the machine's /tmp."""
+    tmp = sandbox.state_dir / "tmp"
+    assert _program(sandbox, "chromium").environ()["TMPDIR"] == str(tmp)
+    request = urllib.request.Request(
+        sandbox.agent_url + "/playwright/execute",
+        data=json.dumps({"code": "return 6 * 7"}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        assert json.loads(response.read())["result"] == 42
+    family = _program(sandbox, "agent").children(recursive=True)
+    workers = [p for p in family if "worker.mjs" in " ".join(p.cmdline())]
+    assert workers and all(p.environ()["TMPDIR"] == str(tmp) for p in workers)
+    assert list(tmp.glob("playwright-artifacts-*"))  # the connected worker's, where it belongs
