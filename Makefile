@@ -8,8 +8,9 @@ export VENV
 install:
 	@images/install.sh
 
+# Options go in RUN_ARGS, e.g. make run RUN_ARGS='--port 10002 --cdp-port 9232' (or AGENT_* variables).
 run: install
-	@$(VENV)/bin/browser-agent sandbox
+	@$(VENV)/bin/browser-agent sandbox $(RUN_ARGS)
 
 lint: install
 	$(VENV)/bin/ruff check agent tests bench

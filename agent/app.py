@@ -10,6 +10,7 @@ from aiohttp import web
 
 from . import guard
 from . import spec as spec_module
+from . import sse
 from .cdp import CDP_KEY, CDP_PROXY_KEY
 from .cdp import http as cdp_http
 from .clipboard import http as clipboard_http
@@ -18,7 +19,7 @@ from .computer import http as computer_http
 from .computer.service import ComputerService, input_thread
 from .config import Config
 from .curl import http as curl_http
-from .errors import error_middleware
+from .errors import Conflict, error_middleware
 from .fs import http as fs_http
 from .health import http as health_http
 from .health.service import Readiness
@@ -71,8 +72,34 @@ def _readiness(config: Config) -> Lifecycle:
     return ctx
 
 
+class NoDisplay(Conflict):
+    code = "no_display"
+
+
+NO_DISPLAY = (
+    "this agent runs Chromium headless (AGENT_HEADLESS=1): there is no display for computer controls; "
+    "use the CDP endpoint or /playwright/execute"
+)
+
+
+def _refusing(routes: list[web.RouteDef]) -> list[web.RouteDef]:
+    """The headless variant's computer routes: each answers 409 no_display. Xvfb still runs, but headless
+    Chromium draws nothing on it, so screenshots would be black and input would reach no window."""
+
+    async def refuse(request: web.Request) -> web.Response:
+        raise NoDisplay(NO_DISPLAY)
+
+    return [web.route(route.method, route.path, refuse) for route in routes]
+
+
 def _computer(config: Config) -> Lifecycle:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
+        sections = app[health_http.READINESS_KEY].sections
+        if config.headless:
+            sections["display"] = lambda: {"available": False, "detail": "none (headless): " + NO_DISPLAY}
+            yield
+            return
+        sections["display"] = lambda: {"available": True, "detail": f"{config.display} {config.screen}"}
         cursor = CursorState()
         x_input = input_thread(config.display, cursor)
         screenshots = ScreenshotService(config.display, cursor_visible=lambda: not cursor.hidden)
@@ -113,19 +140,15 @@ def build_app(config: Config, spec: Spec | None = None) -> web.Application:
     )
     app[CONFIG_KEY] = config
     app[SPEC_KEY] = spec
+    sse.install(app)  # open SSE streams end cleanly on shutdown
     app.cleanup_ctx.extend([_tasks(app), _readiness(config), _computer(config)])
     for install in INSTALLERS:
         install(app, config)
     app.cleanup_ctx.append(_cdp_health)
-    app.add_routes(
-        [
-            *spec_module.routes(),
-            *health_http.routes(),
-            *computer_http.routes(),
-            *screenshot_http.routes(),
-            *clipboard_http.routes(),
-        ]
-    )
+    display_routes = [*computer_http.routes(), *screenshot_http.routes(), *clipboard_http.routes()]
+    if config.headless:
+        display_routes = _refusing(display_routes)
+    app.add_routes([*spec_module.routes(), *health_http.routes(), *display_routes])
     missing = spec_module.unspecified_routes(app, spec)
     if missing:
         raise RuntimeError("routes missing from agent/openapi.yaml: " + ", ".join(missing))

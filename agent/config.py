@@ -19,6 +19,9 @@ class Config:
     chromium_cdp_port: int = 9223
     display: str = ":99"
     screen: str = "1920x1080x24"
+    # The headless variant: Chromium runs --headless=new (the launcher reads AGENT_HEADLESS too), so nothing
+    # is drawn on the display and the computer, screenshot and clipboard routes answer 409 no_display.
+    headless: bool = False
     state_dir: Path = Path(".sandbox")
     log_level: str = "info"
     # How long /health waits before calling X or Chromium "not ready" is not a timeout: readiness is polled

@@ -44,6 +44,17 @@ def port_in_use(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+def _port_in_use_message(name: str, field: str, port: int) -> str:
+    """Names the option that changes the port, and a free one to try."""
+    option, variable = "--" + field.replace("_", "-"), "AGENT_" + field.upper()
+    free = next((p for p in range(port + 1, min(port + 100, 65536)) if not port_in_use("127.0.0.1", p)), None)
+    example = f"{option} {free if free is not None else '<port>'}"
+    return (
+        f"{name} port {port} is already in use (is another sandbox running?); choose another with "
+        f"{option} or {variable} (make run RUN_ARGS='{example}')"
+    )
+
+
 class Sandbox:
     def __init__(self, config: Config, extra_env: dict[str, str] | None = None) -> None:
         self.config = config
@@ -82,13 +93,10 @@ class Sandbox:
         return env
 
     def start(self) -> None:
-        for name, port in (
-            ("agent", self.config.port),
-            ("CDP", self.config.cdp_port),
-            ("Chromium CDP", self.config.chromium_cdp_port),
-        ):
+        for name, field in (("agent", "port"), ("CDP", "cdp_port"), ("Chromium CDP", "chromium_cdp_port")):
+            port: int = getattr(self.config, field)
             if port_in_use("127.0.0.1", port):
-                raise SandboxError(f"{name} port {port} is already in use (is another sandbox running?)")
+                raise SandboxError(_port_in_use_message(name, field, port))
         (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "supervisor.supervisord", "-n", "-c", str(SUPERVISOR_CONF)],

@@ -4,6 +4,9 @@ Frames are `id: <seq>` (where a sequence exists) + `data: <json>`; nothing else,
 parses only `data:` lines and breaks on a frame that has `event:` or `retry:` and no data. A `:` comment
 keeps idle connections alive every 15 s. A client that reconnects with `Last-Event-ID: <seq>` gets every
 event after <seq> that is still in the buffer.
+
+When the agent stops, every open stream ends cleanly (its final zero-length chunk) in aiohttp's
+`on_shutdown`, before the server's shutdown timeout would cancel the handlers mid-body (`install`).
 """
 
 from __future__ import annotations
@@ -105,6 +108,47 @@ class EventBuffer(Generic[T]):
             await changed.wait()
 
 
+class OpenStreams:
+    """The SSE streams being written now, so that shutdown can end each one cleanly."""
+
+    def __init__(self) -> None:
+        self._stops: set[asyncio.Event] = set()
+        self.closing = False
+
+    def __len__(self) -> int:
+        return len(self._stops)
+
+    def add(self) -> asyncio.Event:
+        stop = asyncio.Event()
+        if self.closing:  # a request that arrived during shutdown ends at once
+            stop.set()
+        self._stops.add(stop)
+        return stop
+
+    def discard(self, stop: asyncio.Event) -> None:
+        self._stops.discard(stop)
+
+    def end_all(self) -> None:
+        self.closing = True
+        for stop in self._stops:
+            stop.set()
+
+
+OPEN_STREAMS_KEY = web.AppKey("sse_open_streams", OpenStreams)
+
+
+def install(app: web.Application) -> None:
+    """Keep track of the app's open streams and end them all when it shuts down. aiohttp runs on_shutdown
+    before it waits for (then cancels) the handlers still running, so each stream writes its end first."""
+    streams = OpenStreams()
+    app[OPEN_STREAMS_KEY] = streams
+
+    async def end_streams(app: web.Application) -> None:
+        streams.end_all()
+
+    app.on_shutdown.append(end_streams)
+
+
 def last_event_id(request: web.Request) -> int:
     """The `Last-Event-ID` a reconnecting client sent (0 when none)."""
     raw = request.headers.get("Last-Event-ID", "").strip()
@@ -135,7 +179,7 @@ async def stream(
     keepalive_s: float = KEEPALIVE_S,
     headers: Mapping[str, str] | None = None,
 ) -> web.StreamResponse:
-    """Write `events` as SSE until they end or the client goes away."""
+    """Write `events` as SSE until they end, the client goes away or the agent shuts down."""
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
@@ -146,13 +190,22 @@ async def stream(
         }
     )
     await response.prepare(request)
+    loop = asyncio.get_running_loop()
+    streams = request.config_dict.get(OPEN_STREAMS_KEY)
+    stop = streams.add() if streams is not None else asyncio.Event()
+    stopping = loop.create_task(stop.wait(), name="sse-stop")
     iterator = aiter(events)
     pending: asyncio.Task[tuple[int | None, Mapping[str, Any]]] | None = None
     try:
         while True:
             if pending is None:
-                pending = asyncio.get_running_loop().create_task(_next(iterator), name="sse-next-event")
-            done, _ = await asyncio.wait({pending}, timeout=keepalive_s)
+                pending = loop.create_task(_next(iterator), name="sse-next-event")
+            done, _ = await asyncio.wait(
+                {pending, stopping}, timeout=keepalive_s, return_when=asyncio.FIRST_COMPLETED
+            )
+            if stopping in done:
+                await response.write(b": the agent is shutting down\n\n")
+                break
             if not done:
                 await response.write(b": keepalive\n\n")
                 continue
@@ -166,6 +219,9 @@ async def stream(
     except (ConnectionResetError, ConnectionError):
         pass  # the client went away: a clean end
     finally:
+        stopping.cancel()
+        if streams is not None:
+            streams.discard(stop)
         if pending is not None:
             pending.cancel()
             with contextlib.suppress(BaseException):

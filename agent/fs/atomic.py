@@ -15,6 +15,8 @@ import ctypes.util
 import errno
 import fcntl
 import os
+import re
+import secrets
 import select
 import stat
 import tempfile
@@ -32,6 +34,29 @@ BLOCK = 4 * 1024 * 1024
 DEPTH = 4
 _IOV_MAX = 1024
 T = TypeVar("T")
+
+# The agent's own temp names: `.<name>.<random>.part` beside a file being written (AtomicFile) or moved
+# across filesystems (temp_name()), `.unzip-<random>.part` for an archive being extracted (fs/zipin.py);
+# <random> is 8 characters of [a-z0-9_] (tempfile's, or hex). Made only from these constants, so that one
+# predicate, is_temp_name(), recognises them all: watches hide them (fs/watch.py).
+TEMP_SUFFIX = ".part"
+UNZIP_PREFIX = ".unzip-"
+_TEMP_NAME = re.compile(r"\.(?:.+\.|unzip-)[a-z0-9_]{8}\.part", re.DOTALL)
+
+
+def temp_prefix(name: str) -> str:
+    """The prefix of a temp file for a file called `name` (shortened: the whole name must fit NAME_MAX)."""
+    return f".{name[:100]}."
+
+
+def temp_name(name: str) -> str:
+    """A fresh temp name for a file called `name`, for callers that create it themselves."""
+    return temp_prefix(name) + secrets.token_hex(4) + TEMP_SUFFIX
+
+
+def is_temp_name(name: str) -> bool:
+    """Whether a file name (not a path) is one of the agent's own temp files."""
+    return _TEMP_NAME.fullmatch(name) is not None
 
 
 def make_parents(directory: str, mode: int = 0o755) -> None:
@@ -166,7 +191,7 @@ class AtomicFile:
             raise BadRequest(f"{target}: is a directory")
         # 0o600 until finished: nobody reads a half-written file through its temp name either.
         self._fd, self.temp_path = tempfile.mkstemp(
-            prefix=f".{name[:100]}.", suffix=".part", dir=self.directory
+            prefix=temp_prefix(name), suffix=TEMP_SUFFIX, dir=self.directory
         )
         self._done = False
 

@@ -19,7 +19,6 @@ import pwd
 import shutil
 import stat
 import tempfile
-import uuid
 from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from typing import IO, Any, TypeVar
 
 from ..config import Config
 from ..errors import BadRequest, Forbidden
-from .atomic import AtomicFile, SocketBody, make_parents, pump, pwritev_all, run_in, shielded
+from .atomic import AtomicFile, SocketBody, make_parents, pump, pwritev_all, run_in, shielded, temp_name
 from .models import FileInfo, join_client_path, parse_mode
 from .paths import FsPaths, os_error
 from .watch import Watch, Watches
@@ -352,7 +351,7 @@ def _move_across(src: str, dest: str, st: os.stat_result) -> None:
         raise OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), dest)
     if not (is_dir or stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
         raise BadRequest(f"{src}: special files cannot be moved across filesystems")
-    temp = os.path.join(os.path.dirname(dest), f".{os.path.basename(dest)[:100]}.{uuid.uuid4().hex[:8]}.part")
+    temp = os.path.join(os.path.dirname(dest), temp_name(os.path.basename(dest)))
     try:
         if is_dir:
             shutil.copytree(src, temp, symlinks=True)

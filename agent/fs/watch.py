@@ -11,7 +11,10 @@ being "deleted old" + "added new". We turn a batch into spec FileSystemEvents:
   the tree is a DELETE, a move into it a CREATE;
 - a path created and removed within one batch is a CREATE then a DELETE;
 - a recursive watch also reports CREATE for what a new directory already holds when it is seen (files
-  made before inotify watched it, a tree moved in), once each.
+  made before inotify watched it, a tree moved in), once each;
+- the agent's own temp files (`atomic.is_temp_name`, and whatever a temp directory holds) never show, so a
+  write through the agent is the CREATE of its target (new) or a WRITE (a file renamed over one that was
+  there, which is how the agent replaces a file), never a RENAME of the temp file.
 
 Order within a batch (its sets carry none): DELETE/RENAME of what existed, deepest first; then CREATE,
 parents first; then DELETE of the short-lived, deepest first; then WRITE. `path` is the client's own
@@ -34,6 +37,7 @@ from watchfiles._rust_notify import RustNotify
 
 from ..errors import BadRequest, InternalError, NotFound
 from ..sse import EventBuffer
+from .atomic import is_temp_name
 from .models import EventType, FsEvent, join_client_path
 
 log = logging.getLogger(__name__)
@@ -90,6 +94,8 @@ class _Mapper:
             try:
                 with os.scandir(current) as entries:
                     for entry in entries:
+                        if is_temp_name(entry.name):
+                            continue
                         try:
                             st = entry.stat(follow_symlinks=False)
                         except OSError:
@@ -110,6 +116,11 @@ class _Mapper:
             inside = real == self.real or real.startswith(self.real.rstrip("/") + "/")
             self._real_dirs[parent] = inside
         return inside
+
+    def _hidden(self, path: str) -> bool:
+        """A temp file of the agent's, or inside one (a directory being copied or extracted)."""
+        rel = path[len(self.real) :] if path.startswith(self.real) else path
+        return any(is_temp_name(part) for part in rel.split("/") if part)
 
     def _forget(self, path: str) -> _Known | None:
         gone = self.known.pop(path, None)
@@ -148,6 +159,16 @@ class _Mapper:
             return None
         return path
 
+    def _replaced(self, path: str, st: os.stat_result) -> bool:
+        """A file renamed over a file that was there (inotify says only "moved to"): new contents."""
+        old = self.known.get(path)
+        return (
+            old is not None
+            and not old.is_dir
+            and not stat.S_ISDIR(st.st_mode)
+            and (old.dev, old.ino) != (st.st_dev, st.st_ino)
+        )
+
     def _created(self, path: str, st: os.stat_result) -> list[FsEvent]:
         """CREATE for `path`, unless it was reported already (found by a scan, same inode), and, for a new
         directory of a recursive watch, CREATE for what is inside that no event will report: entries
@@ -172,6 +193,8 @@ class _Mapper:
         try:
             with os.scandir(directory) as entries:
                 for entry in entries:
+                    if is_temp_name(entry.name):
+                        continue
                     with contextlib.suppress(OSError):
                         out.append((entry.path, entry.stat(follow_symlinks=False)))
         except OSError:
@@ -191,7 +214,7 @@ class _Mapper:
             except OSError:
                 now[path] = None
         for path in list(now):
-            if path != self.real and not self._in_tree(path):
+            if path != self.real and (self._hidden(path) or not self._in_tree(path)):
                 del now[path]
         added &= now.keys()
         modified &= now.keys()
@@ -222,6 +245,9 @@ class _Mapper:
             st = now[path]
             if path in transient:
                 events.append(self._event("CREATE", path, False))
+            elif st is not None and path not in deleted and self._replaced(path, st):
+                events.append(self._event("WRITE", path, False))
+                self.remember(path, st)
             elif st is not None:
                 events += self._created(path, st)
         # The short-lived ones are gone again: DELETE, deepest first.

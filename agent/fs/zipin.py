@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from ..errors import BadRequest, Forbidden
+from .atomic import TEMP_SUFFIX, UNZIP_PREFIX
 from .paths import FsPaths
 
 COPY_CHUNK = 1024 * 1024
@@ -251,7 +252,7 @@ def extract(zip_file: BinaryIO, dest: str, limits: Limits, paths: FsPaths) -> No
         anchor = nearest_existing(os.path.dirname(dest) if existing is None else dest)
         if not paths.inside(os.path.realpath(anchor)):
             raise Forbidden(f"{dest} is outside the filesystem root the agent serves")
-        stage = tempfile.mkdtemp(prefix=".unzip-", suffix=".part", dir=anchor)
+        stage = tempfile.mkdtemp(prefix=UNZIP_PREFIX, suffix=TEMP_SUFFIX, dir=anchor)
         try:
             try:
                 _extract_into(archive, plan, stage, limits)

@@ -40,6 +40,7 @@ def install(app: web.Application, config: Config) -> None:
             node=config.playwright_node,
             max_executors=config.playwright_max_executors,
             start_timeout_s=config.playwright_start_timeout_s,
+            temp_dir=config.state_dir.absolute() / "tmp",
         )
         app[PLAYWRIGHT_KEY] = service
         service.warm_up()

@@ -72,8 +72,9 @@ class WorkerGone(Exception):
 class Worker:
     """One Node process running worker.mjs; requests on its stdin, answers on a pipe of their own."""
 
-    def __init__(self, node: Path, core: Path, endpoint: str, name: str) -> None:
+    def __init__(self, node: Path, core: Path, endpoint: str, name: str, temp_dir: Path | None) -> None:
         self.node, self.core, self.endpoint, self.name = node, core, endpoint, name
+        self.temp_dir = temp_dir
         self.process: asyncio.subprocess.Process | None = None
         self.info: dict[str, Any] = {}
         self.output: collections.deque[str] = collections.deque(maxlen=40)  # Node's own stdout/stderr
@@ -88,14 +89,19 @@ class Worker:
 
     async def start(self, timeout: float) -> None:
         loop = asyncio.get_running_loop()
+        env = {
+            **os.environ,
+            "AGENT_PLAYWRIGHT_CORE": str(self.core),
+            "AGENT_CDP_ENDPOINT": self.endpoint,
+        }
+        if self.temp_dir is not None:
+            # Playwright keeps a playwright-artifacts-* directory in TMPDIR per connection, left behind
+            # when the worker is killed: keep them in the state dir, not the machine's /tmp.
+            await asyncio.to_thread(os.makedirs, self.temp_dir, exist_ok=True)
+            env["TMPDIR"] = str(self.temp_dir)
         read_fd, write_fd = os.pipe()
         try:
-            env = {
-                **os.environ,
-                "AGENT_PLAYWRIGHT_CORE": str(self.core),
-                "AGENT_CDP_ENDPOINT": self.endpoint,
-                "AGENT_REPLY_FD": str(write_fd),
-            }
+            env["AGENT_REPLY_FD"] = str(write_fd)
             self.process = await asyncio.create_subprocess_exec(
                 str(self.node),
                 "--no-warnings",  # stripTypeScriptTypes is "experimental" and says so on every start
@@ -210,6 +216,7 @@ class PlaywrightService:
         max_executors: int = 8,
         start_timeout_s: float = 30.0,
         connect_wait_s: float = 10.0,
+        temp_dir: Path | None = None,
     ) -> None:
         bundled_node, self.core = bundled_driver()
         self.node = Path(node) if node else bundled_node
@@ -218,6 +225,7 @@ class PlaywrightService:
         self.max_executors = max_executors
         self.start_timeout_s = start_timeout_s
         self.connect_wait_s = connect_wait_s
+        self.temp_dir = temp_dir
         self.executors: dict[str, Executor] = {DEFAULT_EXECUTOR: Executor(DEFAULT_EXECUTOR, pinned=True)}
         self._tasks = TaskGroup("playwright")
         self._closed = False
@@ -236,7 +244,7 @@ class PlaywrightService:
     # --- workers -------------------------------------------------------------------------------------------
 
     async def _start_worker(self, name: str) -> Worker:
-        worker = Worker(self.node, self.core, self.endpoint, name)
+        worker = Worker(self.node, self.core, self.endpoint, name, self.temp_dir)
         await worker.start(self.start_timeout_s)
         return worker
 

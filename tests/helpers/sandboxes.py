@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import shutil
 import socket
 import tempfile
 from collections.abc import Iterator
@@ -45,11 +46,17 @@ def private_config(prefix: str, **overrides: Any) -> Config:
 
 @contextlib.contextmanager
 def private_sandbox(prefix: str, **overrides: Any) -> Iterator[Sandbox]:
-    """A running sandbox of its own, ready (X, Chromium, agent, CDP answering), stopped afterwards."""
+    """A running sandbox of its own, ready (X, Chromium, agent, CDP answering), stopped and its state dir
+    deleted afterwards."""
     box = Sandbox(private_config(prefix, **overrides))
-    box.start()
     try:
-        box.wait_ready(timeout=90)
-        yield box
+        box.start()
+        try:
+            box.wait_ready(timeout=90)
+            yield box
+        finally:
+            box.stop()
     finally:
-        box.stop()
+        # Every program is gone once stop() returns (supervisord stops whole groups, or is killed with its
+        # group): nothing writes there any more.
+        shutil.rmtree(box.state_dir, ignore_errors=True)

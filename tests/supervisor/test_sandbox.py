@@ -3,8 +3,11 @@ Ctrl-C leaves no process behind."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -13,8 +16,10 @@ import urllib.request
 from typing import Any
 
 import psutil
+import pytest
 
-from agent.sandbox import REPO
+from agent.config import Config
+from agent.sandbox import REPO, Sandbox, SandboxError
 from tests.helpers.sandboxes import free_display, free_port
 
 
@@ -97,3 +102,47 @@ def test_sandbox_runs_recovers_and_stops_cleanly() -> None:
             except subprocess.TimeoutExpired:
                 cli.kill()
                 cli.wait()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def _program(sandbox: Sandbox, name: str) -> psutil.Process:
+    return psutil.Process(int(sandbox.supervisorctl("pid", name).strip()))
+
+
+def test_chromium_and_playwright_keep_their_temp_dirs_in_the_state_dir(sandbox: Sandbox) -> None:
+    """org.chromium.Chromium.* and playwright-artifacts-* go to <state dir>/tmp, not the machine's /tmp."""
+    tmp = sandbox.state_dir / "tmp"
+    assert _program(sandbox, "chromium").environ()["TMPDIR"] == str(tmp)
+    request = urllib.request.Request(
+        sandbox.agent_url + "/playwright/execute",
+        data=json.dumps({"code": "return 6 * 7"}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        assert json.loads(response.read())["result"] == 42
+    family = _program(sandbox, "agent").children(recursive=True)
+    workers = [p for p in family if "worker.mjs" in " ".join(p.cmdline())]
+    assert workers and all(p.environ()["TMPDIR"] == str(tmp) for p in workers)
+    assert list(tmp.glob("playwright-artifacts-*"))  # the connected worker's, where it belongs
+
+
+def test_a_port_in_use_names_the_option_that_changes_it() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        never_made = REPO / ".never-made-state"  # start refuses before it creates anything
+        for field, option, variable in (
+            ("port", "--port", "AGENT_PORT"),
+            ("cdp_port", "--cdp-port", "AGENT_CDP_PORT"),
+            ("chromium_cdp_port", "--chromium-cdp-port", "AGENT_CHROMIUM_CDP_PORT"),
+        ):
+            config = Config(
+                state_dir=never_made, port=free_port(), cdp_port=free_port(), chromium_cdp_port=free_port()
+            )
+            with pytest.raises(SandboxError) as refused:
+                Sandbox(dataclasses.replace(config, **{field: port})).start()
+            message = str(refused.value)
+            assert f"port {port} is already in use" in message
+            assert option in message and variable in message and f"make run RUN_ARGS='{option} " in message
+        assert not never_made.exists()

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
+from agent.fs.atomic import AtomicFile, is_temp_name, temp_name
 from agent.sandbox import Sandbox
 from tests.agent.fs.conftest import FsClient, agent_pid, error, event_stream, has, matches
 from tests.conftest import AgentClient
@@ -214,3 +216,58 @@ async def test_watched_directory_removed(
         await events.wait_for(has("DELETE", target / "f", is_dir=False))
         await events.wait_for(has("DELETE", target, is_dir=True))
     await stop(agent, watch_id)
+
+
+async def test_the_agents_own_temp_files_never_show(
+    agent: AgentClient, fs: FsClient, http: aiohttp.ClientSession, workdir: Path, sandbox: Sandbox
+) -> None:
+    (workdir / "sub").mkdir()
+    (workdir / "source.txt").write_bytes(b"moved")
+    flat = await start(agent, workdir)
+    deep = await start(agent, workdir, recursive=True)
+    async with (
+        event_stream(http, f"{sandbox.agent_url}/fs/watch/{flat}/events") as flat_events,
+        event_stream(http, f"{sandbox.agent_url}/fs/watch/{deep}/events") as deep_events,
+    ):
+        # write_file goes through `.<name>.<random>.part` and a rename: only the target shows.
+        assert (await fs.write(workdir / "new.txt", b"first")).status == 201
+        await flat_events.wait_for(has("CREATE", workdir / "new.txt", is_dir=False))
+        assert (await fs.write(workdir / "new.txt", b"second, replacing the first")).status == 201
+        await flat_events.wait_for(has("WRITE", workdir / "new.txt", is_dir=False))
+        assert (await fs.write(workdir / "sub" / "deep.txt", b"x")).status == 201
+        await deep_events.wait_for(has("CREATE", workdir / "sub" / "deep.txt", is_dir=False))
+        # A rename by someone else over an existing file is still a RENAME + CREATE.
+        os.rename(workdir / "source.txt", workdir / "new.txt")
+        await flat_events.wait_for(has("RENAME", workdir / "source.txt"))
+        (workdir / "marker").mkdir()  # after everything above in the event order
+        await flat_events.wait_for(has("CREATE", workdir / "marker"))
+        await deep_events.wait_for(has("CREATE", workdir / "marker"))
+        assert [(e["type"], e["name"]) for e in flat_events.events] == [
+            ("CREATE", "new.txt"),
+            ("WRITE", "new.txt"),
+            ("RENAME", "source.txt"),
+            ("CREATE", "new.txt"),
+            ("CREATE", "marker"),
+        ]
+        assert [(e["type"], e["name"]) for e in deep_events.events] == [
+            ("CREATE", "new.txt"),
+            ("WRITE", "new.txt"),
+            ("CREATE", "deep.txt"),
+            ("RENAME", "source.txt"),
+            ("CREATE", "new.txt"),
+            ("CREATE", "marker"),
+        ]
+    await stop(agent, flat)
+    await stop(agent, deep)
+
+
+def test_one_predicate_names_the_temp_files() -> None:
+    assert is_temp_name(temp_name("report.txt"))
+    with tempfile.TemporaryDirectory() as directory:
+        written = AtomicFile(os.path.join(directory, "a.b"), None, fsync=False)
+        assert is_temp_name(os.path.basename(written.temp_path))
+        written.discard()
+    assert is_temp_name(".unzip-k2_9xq0a.part")
+    assert not is_temp_name("report.txt.part")
+    assert not is_temp_name(".report.txt")
+    assert not is_temp_name(".report.part")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 import pwd
+from collections.abc import Callable
 
 import aiohttp
 
 from tests.conftest import AgentClient
 
-from .conftest import Processes, attached, error
+from .conftest import Collected, Processes, attached, error
 
 
 async def test_a_pty_reports_the_size_it_was_given(processes: Processes) -> None:
@@ -71,15 +72,25 @@ async def test_interactive_bash_through_stdin_and_the_stream(processes: Processe
         command="bash", args=["--norc", "--noprofile", "-i"], allocate_tty=True, env={"PS1": "$ "}
     )
     pid = spawned["process_id"]
+
+    def prompt_after(mark: bytes) -> Callable[[Collected], bool]:
+        # bash is back at its prompt (reading the next line) after `mark`
+        return lambda c: mark in c.data() and b"$ " in c.data()[c.data().rindex(mark) :]
+
     async with processes.stream(pid) as stream:
+        # Each step waits for what it needs: input sent while bash switches terminal modes can be lost.
+        await stream.until(lambda c: b"$ " in c.data())
         await processes.stdin(pid, "echo pty-$((6*7)); [ -t 0 ] && echo is-a-tty\n")
         await stream.until_output(b"pty-42\r\nis-a-tty\r\n")
-        # Ctrl-C interrupts the foreground job, the shell survives
-        await processes.stdin(pid, "sleep 100\n")
-        await stream.until_output(b"sleep 100\r\n")
+        # Ctrl-C interrupts the foreground job, the shell survives. The job says when it is running (in
+        # the foreground, the terminal set up for it): the echo of the typed line comes before that.
+        await processes.stdin(pid, "sh -c 'echo sleeping-$((3*3)); exec sleep 100'\n")
+        await stream.until_output(b"sleeping-9\r\n")
         await processes.stdin(pid, b"\x03")
+        await stream.until(prompt_after(b"sleeping-9\r\n"))
         await processes.stdin(pid, "echo after-int\n")
         await stream.until_output(b"after-int\r\n")
+        await stream.until(prompt_after(b"after-int\r\n"))
         await processes.stdin(pid, "exit 0\n")
         assert (await stream.until_exit())["exit_code"] == 0
 
