@@ -8,9 +8,8 @@ from collections.abc import AsyncIterator, Callable
 
 from aiohttp import web
 
-from . import guard
+from . import guard, sse
 from . import spec as spec_module
-from . import sse
 from .cdp import CDP_KEY, CDP_PROXY_KEY
 from .cdp import http as cdp_http
 from .clipboard import http as clipboard_http
