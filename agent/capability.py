@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -22,7 +22,8 @@ from .services import Key, Services
 from .spec import Spec
 
 Lifecycle = Callable[[Services, Config], contextlib.AbstractAsyncContextManager[None]]
-HealthSection = Callable[[Services], dict[str, Any]]
+# A capability's part of the /health report: {section name: section}.
+HealthSection = Callable[[Services], Mapping[str, Any]]
 
 
 class CapabilityError(RuntimeError):
@@ -113,11 +114,11 @@ def install(app: web.Application, config: Config, spec: Spec, capabilities: Sequ
     return services
 
 
-def health_sections(app: web.Application) -> dict[str, dict[str, Any]]:
-    """Each started capability's /health section, by capability name."""
+def health_sections(app: web.Application) -> dict[str, Any]:
+    """The /health sections of every started capability."""
     services = app[SERVICES_KEY]
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, Any] = {}
     for cap in app[CAPABILITIES_KEY]:
         if cap.health is not None and all(key in services for key in cap.provides):
-            out[cap.name] = cap.health(services)
+            out.update(cap.health(services))
     return out

@@ -122,6 +122,9 @@ class Operations:
     def ids(self) -> list[str]:
         return sorted(self._by_id)
 
+    def get(self, operation_id: str) -> Operation[Any]:
+        return self._by_id[operation_id]
+
     def _spec_operation(self, operation_id: str) -> SpecOperation | None:
         for op in self.spec.operations.values():
             if op.operation_id == operation_id:

@@ -70,7 +70,7 @@ async def test_lifecycles_start_in_dependency_order_stop_in_reverse_and_withdraw
             "a",
             provides=(A,),
             lifecycle=providing(A, "ay", log),
-            health=lambda services: {"value": services.get(A)},
+            health=lambda services: {"a": {"value": services.get(A)}},
         ),
     ]
     app = web.Application()

@@ -82,3 +82,26 @@ def test_an_operation_the_spec_lacks_is_refused() -> None:
 
     with pytest.raises(RuntimeError, match=r"'noSuchOperation' is not in agent/openapi\.yaml"):
         Operations(SPEC, Services(), [Operation("noSuchOperation", Click, run)])
+
+
+def _spec_fields(operation_id: str) -> set[str]:
+    (op,) = [op for op in SPEC.operations.values() if op.operation_id == operation_id]
+    names = {p.name for p in op.parameters}
+    pending = [op.body_schema] if op.body_schema else []
+    while pending:
+        schema = SPEC._deref(dict(pending.pop()))
+        names |= set(schema.get("properties", {}))
+        pending.extend(schema.get("allOf", []))
+    return names
+
+
+def test_every_operations_typed_request_has_exactly_the_spec_fields() -> None:
+    from agent.app import build_app
+    from agent.config import Config
+    from agent.operation import OPERATIONS_KEY
+
+    operations = build_app(Config())[OPERATIONS_KEY]
+    for operation_id in operations.ids():
+        request = operations.get(operation_id).request
+        fields = {f.metadata.get("json", f.name) for f in dataclasses.fields(request)}
+        assert fields == _spec_fields(operation_id), operation_id
