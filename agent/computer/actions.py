@@ -1,8 +1,11 @@
 """Computer actions: parsed from validated request bodies, checked, then run on the X input thread.
 
 Each action is checked completely (key names, coordinates against the screen) before any action of the same
-request runs, so a bad request presses nothing. Running happens on the input XThread; whatever fails midway,
-the keys and buttons held are released (`XInput.holding` and `release_all`).
+request runs, so a bad request presses nothing. Counts and durations have upper bounds in the spec, and one
+request (a batch included) as a whole is bounded in time and in events (`check_budget`), so no request holds
+the input thread for long. Running happens on the input XThread; long actions send their events in chunks
+and stop between chunks when the client has gone; whatever fails midway, the keys and buttons held are
+released (`XInput.holding` and `release_all`).
 """
 
 from __future__ import annotations
@@ -10,17 +13,22 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Protocol
 
 from ..errors import AgentError, BadRequest
-from ..x11.input import XInput
+from ..x11.input import FLUSH_EVERY, XInput
 from ..x11.keysyms import char_to_keysym, parse_hold_keys, parse_keys
 from . import paths
 
 BUTTONS = {"left": 1, "middle": 2, "right": 3, "back": 8, "forward": 9}
 WHEEL = {"up": 4, "down": 5, "left": 6, "right": 7}
 REPEAT_CLICK_INTERVAL_S = 0.015
+# One request (a single action or a whole batch) may take at most this long, counting what it asks for:
+# delays, durations, pointer paths, click repeats. Beyond it: 400 before anything runs.
+MAX_REQUEST_S = 300.0
+# ... and send at most this many X input events (a key tap or a wheel click is two).
+MAX_REQUEST_EVENTS = 500_000
 
 
 class Cancelled(Exception):
@@ -43,13 +51,31 @@ class Runner:
     def sleep_until(self, deadline: float) -> None:
         self.sleep(deadline - time.monotonic())
 
+    def pace(self) -> None:
+        """Between the events of a long action: send every FLUSH_EVERY events (python-xlib's unsent buffer
+        costs quadratic time and unbounded memory), and stop if the client has gone."""
+        if self.inp.pending >= FLUSH_EVERY:
+            self.inp.send()
+        if self.cancel.is_set():
+            raise Cancelled("request cancelled")
+
     def follow(self, path: paths.TimedPath) -> None:
         """Move along a timed path, flushing each step so the pointer really moves at that time."""
         start = time.monotonic()
         for x, y, t in path:
             self.sleep_until(start + t)
             self.inp.move(x, y)
-            self.inp.display.flush()
+            self.inp.send()
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """What an action will cost at most: seconds of waiting and moving, X events, and the request fields
+    that decide it (named in the 400 when a request is over budget)."""
+
+    seconds: float = 0.0
+    events: int = 0
+    fields: tuple[str, ...] = ()
 
 
 class Action(Protocol):
@@ -57,7 +83,34 @@ class Action(Protocol):
 
     def check(self, screen: tuple[int, int]) -> None: ...
 
+    def budget(self) -> Budget: ...
+
     def run(self, runner: Runner) -> None: ...
+
+
+def check_budget(actions: Sequence[Action], batch: bool) -> None:
+    """Refuse (400) a request whose actions together would take longer than MAX_REQUEST_S or send more
+    than MAX_REQUEST_EVENTS events, before anything of it runs."""
+    budgets = [action.budget() for action in actions]
+    seconds = sum(b.seconds for b in budgets)
+    events = sum(b.events for b in budgets)
+    if batch:
+        where = "field 'actions'"
+        what = "the batch"
+    else:
+        fields = budgets[0].fields if budgets else ()
+        where = "field " + ", ".join(f"'{f}'" for f in fields) if fields else "request body"
+        what = f"{actions[0].kind}" if actions else "the request"
+    if seconds > MAX_REQUEST_S:
+        raise BadRequest(
+            f"{where}: {what} would take {seconds:.1f} s, more than the {MAX_REQUEST_S:.0f} s allowed "
+            "for one request"
+        )
+    if events > MAX_REQUEST_EVENTS:
+        raise BadRequest(
+            f"{where}: {what} would send {events} input events, more than the {MAX_REQUEST_EVENTS} "
+            "allowed for one request"
+        )
 
 
 def check_point(x: int, y: int, screen: tuple[int, int], field: str = "") -> None:
@@ -93,6 +146,12 @@ class ClickMouse:
 
     def check(self, screen: tuple[int, int]) -> None:
         check_point(self.x, self.y, screen)
+
+    def budget(self) -> Budget:
+        clicks = self.num_clicks if self.click_type == "click" else 1
+        return Budget(
+            (clicks - 1) * REPEAT_CLICK_INTERVAL_S, 1 + 2 * clicks + 2 * len(self.hold_keys), ("num_clicks",)
+        )
 
     def run(self, runner: Runner) -> None:
         inp = runner.inp
@@ -135,6 +194,11 @@ class MoveMouse:
     def check(self, screen: tuple[int, int]) -> None:
         check_point(self.x, self.y, screen)
 
+    def budget(self) -> Budget:
+        # Without duration_ms the time follows the distance, at most paths.MAX_AUTO_DURATION_MS.
+        ms = (self.duration_ms or paths.MAX_AUTO_DURATION_MS) if self.smooth else 0
+        return Budget(ms / 1000, 1 + paths.steps_for(ms) + 2 * len(self.hold_keys), ("duration_ms",))
+
     def run(self, runner: Runner) -> None:
         inp = runner.inp
         with inp.holding(self.hold_keys):
@@ -174,6 +238,19 @@ class DragMouse:
     def check(self, screen: tuple[int, int]) -> None:
         for index, (x, y) in enumerate(self.path):
             check_point(x, y, screen, f"path[{index}]")
+
+    def budget(self) -> Budget:
+        segments = max(0, len(self.path) - 1)
+        if self.smooth:
+            ms = paths.smooth_duration_ms(self.path, self.duration_ms)
+            steps = max(segments, paths.steps_for(ms)) + segments  # each segment rounds its share up
+            fields: tuple[str, ...] = ("delay", "duration_ms", "path")
+        else:
+            steps = segments * self.steps_per_segment
+            ms = max(0, steps - 1) * self.step_delay_ms
+            fields = ("delay", "steps_per_segment", "step_delay_ms", "path")
+        events = 3 + steps + 2 * len(self.hold_keys)
+        return Budget((self.delay_ms + ms) / 1000, events, fields)
 
     def run(self, runner: Runner) -> None:
         inp = runner.inp
@@ -217,6 +294,10 @@ class Scroll:
             raise BadRequest("at least one of delta_x or delta_y must be non-zero")
         check_point(self.x, self.y, screen)
 
+    def budget(self) -> Budget:
+        clicks = abs(self.delta_x) + abs(self.delta_y)
+        return Budget(0.0, 1 + 2 * clicks + 2 * len(self.hold_keys), ("delta_x", "delta_y"))
+
     def run(self, runner: Runner) -> None:
         inp = runner.inp
         inp.move(self.x, self.y)
@@ -226,6 +307,7 @@ class Scroll:
                 for _ in range(abs(delta)):
                     inp.button_down(button)
                     inp.button_up(button)
+                    runner.pace()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,9 +323,15 @@ class TypeText:
     def check(self, screen: tuple[int, int]) -> None:
         pass
 
+    def budget(self) -> Budget:
+        # Shifted characters cost two events more; keymap changes for unmapped characters are not counted.
+        count = len(self.keysyms)
+        return Budget(max(0, count - 1) * self.delay_ms / 1000, 2 * count, ("text", "delay"))
+
     def run(self, runner: Runner) -> None:
         inp = runner.inp
         for index, keysym in enumerate(self.keysyms):
+            runner.pace()
             if index and self.delay_ms:
                 inp.flush()
                 runner.sleep(self.delay_ms / 1000)
@@ -273,6 +361,10 @@ class PressKey:
     def check(self, screen: tuple[int, int]) -> None:
         pass
 
+    def budget(self) -> Budget:
+        keys = sum(len(combo) for combo in self.combos) + len(self.hold_keys)
+        return Budget(self.duration_ms / 1000, 2 * keys, ("duration",))
+
     def run(self, runner: Runner) -> None:
         inp = runner.inp
         with inp.holding(self.hold_keys):
@@ -283,6 +375,7 @@ class PressKey:
                     runner.sleep(self.duration_ms / 1000)
             else:
                 for combo in self.combos:
+                    runner.pace()
                     with inp.holding(combo):
                         pass
 
@@ -299,6 +392,9 @@ class SetCursor:
     def check(self, screen: tuple[int, int]) -> None:
         pass
 
+    def budget(self) -> Budget:
+        return Budget()
+
     def run(self, runner: Runner) -> None:
         runner.inp.set_cursor_hidden(self.hidden)
 
@@ -314,6 +410,9 @@ class Sleep:
 
     def check(self, screen: tuple[int, int]) -> None:
         pass
+
+    def budget(self) -> Budget:
+        return Budget(self.duration_ms / 1000, 0, ("duration_ms",))
 
     def run(self, runner: Runner) -> None:
         runner.inp.flush()

@@ -13,13 +13,29 @@ TimedPath = list[tuple[int, int, float]]
 
 STEP_INTERVAL_S = 0.012  # ~83 pointer events per second, like a real mouse on a busy desktop
 _CONTROL_PAD = 80  # control points may bulge this far outside the start/end box
+MAX_AUTO_DURATION_MS = 1200  # the longest a move of one segment takes without an explicit duration
 
 
 def auto_duration_ms(distance: float) -> int:
     """Fitts-like: long moves take longer, but sub-linearly (~350 ms for 100 px, ~600 ms for 600 px)."""
     if distance < 1:
         return 0
-    return int(min(1200.0, 150.0 + 110.0 * math.log2(1.0 + distance / 40.0)))
+    return int(min(float(MAX_AUTO_DURATION_MS), 150.0 + 110.0 * math.log2(1.0 + distance / 40.0)))
+
+
+def steps_for(duration_ms: float) -> int:
+    """How many pointer steps a smooth movement of this duration makes (one every STEP_INTERVAL_S)."""
+    return round(duration_ms / 1000 / STEP_INTERVAL_S)
+
+
+def smooth_duration_ms(waypoints: Sequence[Point], duration_ms: int | None) -> int:
+    """The total time of a smooth path: `duration_ms`, or derived from the length of each segment."""
+    if duration_ms is not None:
+        return duration_ms
+    distances = [math.hypot(b[0] - a[0], b[1] - a[1]) for a, b in itertools.pairwise(waypoints)]
+    if len(distances) <= 1:
+        return auto_duration_ms(sum(distances))
+    return sum(auto_duration_ms(d) for d in distances)
 
 
 def _ease_in_out_cubic(t: float) -> float:
@@ -82,14 +98,8 @@ def smooth_path(
     segments = list(itertools.pairwise(waypoints))
     distances = [math.hypot(b[0] - a[0], b[1] - a[1]) for a, b in segments]
     total_distance = sum(distances)
-    if duration_ms is None:
-        duration_ms = (
-            auto_duration_ms(total_distance)
-            if len(segments) <= 1
-            else sum(auto_duration_ms(d) for d in distances)
-        )
-    total_s = duration_ms / 1000
-    total_steps = max(len(segments), round(total_s / STEP_INTERVAL_S))
+    total_s = smooth_duration_ms(waypoints, duration_ms) / 1000
+    total_steps = max(len(segments), steps_for(total_s * 1000))
     path: TimedPath = []
     elapsed = 0.0
     for (a, b), distance in zip(segments, distances, strict=False):

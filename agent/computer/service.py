@@ -6,10 +6,11 @@ import asyncio
 import functools
 import logging
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..errors import AgentError, InternalError
+from ..errors import AgentError
 from ..x11.input import CursorState, XInput
 from ..x11.thread import XThread
 from .actions import (
@@ -24,6 +25,7 @@ from .actions import (
     Scroll,
     SetCursor,
     TypeText,
+    check_budget,
     parse_batch,
 )
 
@@ -44,15 +46,15 @@ class ComputerService:
         self._x = x
 
     async def run(self, actions: Sequence[Action], *, batch: bool = False) -> None:
-        """Check every action, then run them in order; the first failure stops the rest."""
+        """Check every action, then run them in order; the first failure stops the rest.
+
+        An exception raised while talking to X (the server died mid-action, or answered garbage) is a 503
+        and the input connection is rebuilt on the next call; a client error found by check() stays 400."""
+        check_budget(actions, batch)
         cancel = threading.Event()
 
-        def fail(index: int, action: Action, exc: Exception) -> Exception:
-            if batch:
-                return BatchActionFailed(index, action.kind, exc)
-            if isinstance(exc, AgentError):
-                return exc
-            return InternalError(f"{action.kind} failed: {exc}")
+        def fail(index: int, action: Action, exc: AgentError) -> AgentError:
+            return BatchActionFailed(index, action.kind, exc) if batch else exc
 
         def work(inp: XInput) -> None:
             if cancel.is_set():
@@ -64,19 +66,23 @@ class ComputerService:
                 except AgentError as exc:
                     raise fail(index, action, exc) from None
             runner = Runner(inp, cancel)
-            for index, action in enumerate(actions):
-                try:
-                    action.run(runner)
-                except Exception as exc:
+            inp.sleep = runner.sleep  # keymap waits inside an action stop when the client leaves
+            try:
+                for index, action in enumerate(actions):
                     try:
-                        inp.release_all()
-                    except Exception:
-                        log.warning("releasing keys and buttons after a failure failed", exc_info=True)
-                    if isinstance(exc, Cancelled):
-                        log.info("%s cancelled at action %d; keys and buttons released", action.kind, index)
-                        return
-                    raise fail(index, action, exc) from exc
-            inp.flush()
+                        action.run(runner)
+                    except Exception as exc:
+                        try:
+                            inp.release_all()
+                        except Exception as release_exc:
+                            log.warning("releasing keys and buttons after a failure failed: %r", release_exc)
+                        if isinstance(exc, Cancelled):
+                            log.info("%s cancelled at action %d; keys and buttons let go", action.kind, index)
+                            return
+                        raise fail(index, action, self._x.failure(exc)) from exc
+                inp.flush()
+            finally:
+                inp.sleep = time.sleep
 
         try:
             await self._x.call(work)

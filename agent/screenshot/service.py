@@ -3,6 +3,10 @@
 Encoding, not grabbing, is the cost (a grab of 1920x1080 is < 1 ms). PNG uses no row filter and zlib level 1,
 and large images are deflated in parallel stripes that are joined into one valid zlib stream (the way pigz
 does it), so both cores work on one screenshot.
+
+Any failure of a grab (mss's xcb bindings raise AssertionError on a dead connection) means the X server
+went away: every cached grabber is forgotten (they all talk to the same dead server), the grab is tried once
+more on a fresh connection (X may already be back), and otherwise the answer is 503 until X answers again.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import contextlib
 import dataclasses
 import functools
 import io
+import logging
 import struct
 import threading
 import zlib
@@ -20,10 +25,11 @@ from collections.abc import Callable
 from typing import Any
 
 import mss
-from mss.exception import ScreenShotError
 from PIL import Image
 
 from ..errors import BadRequest, Unavailable
+
+log = logging.getLogger(__name__)
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PARALLEL_MIN_BYTES = 1 << 20  # below this, one stripe is faster than handing work to another thread
@@ -106,51 +112,69 @@ class ScreenshotService:
         self._local = threading.local()
         self._all: list[Any] = []
         self._lock = threading.Lock()
+        # Bumped when a grab fails: every grabber made before belongs to a dead X connection. A grabber is
+        # closed by the thread that made it (mss instances are not shared between threads).
+        self._generation = 0
 
     def _grabber(self, with_cursor: bool) -> Any:
         key = "with_cursor" if with_cursor else "plain"
-        grabber = getattr(self._local, key, None)
-        if grabber is None:
-            try:
-                grabber = mss.MSS(display=self.display_name, with_cursor=with_cursor)
-            except ScreenShotError as exc:
-                raise Unavailable(f"X display {self.display_name} is not available: {exc}") from None
-            setattr(self._local, key, grabber)
-            with self._lock:
-                self._all.append(grabber)
+        cached: tuple[int, Any] | None = getattr(self._local, key, None)
+        if cached is not None and cached[0] == self._generation:
+            return cached[1]
+        if cached is not None:
+            self._discard(key)
+        try:
+            grabber = mss.MSS(display=self.display_name, with_cursor=with_cursor)
+        except Exception as exc:
+            raise Unavailable(f"X display {self.display_name} is not available: {exc}") from None
+        setattr(self._local, key, (self._generation, grabber))
+        with self._lock:
+            self._all.append(grabber)
         return grabber
 
-    def _forget(self, with_cursor: bool) -> None:
-        key = "with_cursor" if with_cursor else "plain"
-        grabber = getattr(self._local, key, None)
+    def _discard(self, key: str) -> None:
+        cached: tuple[int, Any] | None = getattr(self._local, key, None)
         setattr(self._local, key, None)
-        if grabber is not None:
+        if cached is not None:
+            grabber = cached[1]
             with self._lock:
                 if grabber in self._all:
                     self._all.remove(grabber)
             with contextlib.suppress(Exception):
                 grabber.close()
 
+    def _forget_all(self) -> None:
+        with self._lock:
+            self._generation += 1
+        for key in ("plain", "with_cursor"):
+            self._discard(key)
+
+    def _grab(self, with_cursor: bool, region: Region | None) -> Any:
+        grabber = self._grabber(with_cursor)
+        screen = grabber.monitors[1] if len(grabber.monitors) > 1 else grabber.monitors[0]
+        width, height = int(screen["width"]), int(screen["height"])
+        if region is not None:
+            check_region(region, width, height)
+            box = {"left": region.x, "top": region.y, "width": region.width, "height": region.height}
+        else:
+            box = {"left": int(screen["left"]), "top": int(screen["top"]), "width": width, "height": height}
+        return grabber.grab(box)
+
     def _capture(self, region: Region | None, jpeg: bool) -> Image_:
         with_cursor = self._cursor_visible()
-        grabber = self._grabber(with_cursor)
-        try:
-            screen = grabber.monitors[1] if len(grabber.monitors) > 1 else grabber.monitors[0]
-            width, height = int(screen["width"]), int(screen["height"])
-            if region is not None:
-                check_region(region, width, height)
-                box = {"left": region.x, "top": region.y, "width": region.width, "height": region.height}
-            else:
-                box = {
-                    "left": int(screen["left"]),
-                    "top": int(screen["top"]),
-                    "width": width,
-                    "height": height,
-                }
-            shot = grabber.grab(box)
-        except ScreenShotError as exc:
-            self._forget(with_cursor)
-            raise Unavailable(f"screen grab failed: {exc}") from None
+        for attempt in (1, 2):
+            try:
+                shot = self._grab(with_cursor, region)
+                break
+            except (BadRequest, Unavailable):
+                raise
+            except Exception as exc:
+                # Whatever mss raised (ScreenShotError, xcb's AssertionError, OSError), the connection is
+                # no good: start over on a fresh one, once; X may already be back after a restart.
+                self._forget_all()
+                if attempt == 2:
+                    raise Unavailable(f"screen grab failed: {exc or type(exc).__name__}") from None
+                log.info("screen grab failed (%r); retrying on a new X connection", exc)
         w, h = shot.size
         if jpeg:
             return Image_(encode_jpeg(shot.bgra, w, h), "image/jpeg")

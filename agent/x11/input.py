@@ -11,7 +11,7 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 from Xlib import XK, X
 from Xlib.display import Display
@@ -26,6 +26,9 @@ SHIFT_KEYSYM = XK.XK_Shift_L
 _REMAP_QUIET_S = 0.15
 # After a keymap change, clients get this long to reload their map before a key of it is pressed.
 _MAPPING_SETTLE_S = 0.1
+# Requests python-xlib queues unflushed: its send buffer grows by concatenation (quadratic time, unbounded
+# memory), so long actions flush every this many events (a few KB on the wire).
+FLUSH_EVERY = 128
 
 
 class CursorState:
@@ -50,6 +53,10 @@ class XInput:
         # Keys and buttons down right now, in press order, so a failure can release them.
         self.held_keys: list[int] = []
         self.held_buttons: list[int] = []
+        # Events queued since the last flush.
+        self.pending = 0
+        # How waits inside input work (keymap changes) sleep; a running action makes it cancellable.
+        self.sleep: Callable[[float], None] = time.sleep
 
     # --- keyboard map ---------------------------------------------------------------------------------
 
@@ -110,7 +117,7 @@ class XInput:
             if self._spare[keycode]:
                 wait = self._spare_used.get(keycode, 0.0) + _REMAP_QUIET_S - time.monotonic()
                 if wait > 0:
-                    time.sleep(wait)
+                    self.sleep(wait)
             self.display.change_keyboard_mapping(keycode, [(keysym, keysym)])
             self._spare[keycode] = keysym
             self._spare.move_to_end(keycode)
@@ -118,7 +125,7 @@ class XInput:
             changed = True
         if changed:
             self.display.sync()
-            time.sleep(_MAPPING_SETTLE_S)
+            self.sleep(_MAPPING_SETTLE_S)
 
     def restore_spare_keycodes(self) -> None:
         for keycode, mapped in self._spare.items():
@@ -129,31 +136,42 @@ class XInput:
 
     # --- raw events -----------------------------------------------------------------------------------
 
+    def _fake(self, event: int, detail: int = 0, x: int = 0, y: int = 0) -> None:
+        xtest.fake_input(self.display, event, detail, x=x, y=y)
+        self.pending += 1
+
     def key_down(self, keycode: int) -> None:
-        xtest.fake_input(self.display, X.KeyPress, keycode)
+        self._fake(X.KeyPress, keycode)
         self.held_keys.append(keycode)
 
     def key_up(self, keycode: int) -> None:
-        xtest.fake_input(self.display, X.KeyRelease, keycode)
+        self._fake(X.KeyRelease, keycode)
         if keycode in self.held_keys:
             self.held_keys.remove(keycode)
         if keycode in self._spare:
             self._spare_used[keycode] = time.monotonic()
 
     def button_down(self, button: int) -> None:
-        xtest.fake_input(self.display, X.ButtonPress, button)
+        self._fake(X.ButtonPress, button)
         self.held_buttons.append(button)
 
     def button_up(self, button: int) -> None:
-        xtest.fake_input(self.display, X.ButtonRelease, button)
+        self._fake(X.ButtonRelease, button)
         if button in self.held_buttons:
             self.held_buttons.remove(button)
 
     def move(self, x: int, y: int) -> None:
-        xtest.fake_input(self.display, X.MotionNotify, x=int(x), y=int(y))
+        self._fake(X.MotionNotify, x=int(x), y=int(y))
 
     def flush(self) -> None:
+        """Send what is queued and wait until the server has processed it."""
         self.display.sync()
+        self.pending = 0
+
+    def send(self) -> None:
+        """Send what is queued without waiting for the server."""
+        self.display.flush()
+        self.pending = 0
 
     def pointer(self) -> tuple[int, int]:
         reply = self.root.query_pointer()

@@ -4,6 +4,9 @@ X keeps no copy of the clipboard: the owner answers every paste. The thread owns
 write and answers SelectionRequest events (TARGETS, TIMESTAMP, UTF8_STRING, STRING, TEXT, text/plain),
 using the INCR protocol for text larger than one request. Reading asks the current owner to convert the
 selection to UTF8_STRING (then STRING) on our window and reads it back, INCR included.
+
+When X goes away (or the connection breaks in any other way) the thread closes its connection and opens a
+new one as soon as X is back; meanwhile commands answer 503.
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ from Xlib import X, Xatom
 from Xlib import display as xdisplay
 from Xlib.protocol import event as xevent
 
-from ..errors import Unavailable
-from .thread import CONNECTION_ERRORS
+from ..errors import AgentError, InternalError, Unavailable
+from .thread import X_ERRORS, close_display, connection_alive
 
 log = logging.getLogger(__name__)
 Result = TypeVar("Result")
@@ -69,7 +72,7 @@ class _Connection:
             self.window.destroy()
             self.display.flush()
         finally:
-            self.display.close()
+            close_display(self.display)
 
 
 class SelectionThread:
@@ -106,7 +109,7 @@ class SelectionThread:
             if self._conn is None:
                 try:
                     self._conn = _Connection(self.display_name, self.selection_name)
-                except CONNECTION_ERRORS as exc:
+                except Exception as exc:  # X not up, or up only half-way: any error here means "not yet"
                     self._fail_commands(Unavailable(f"X display {self.display_name} is not available: {exc}"))
                     self._wait([], 0.5)
                     continue
@@ -115,9 +118,9 @@ class SelectionThread:
                 self._run_commands(self._conn)
                 self._expire_transfers(self._conn)
                 self._wait([self._conn.display], 1.0)
-            except CONNECTION_ERRORS as exc:
-                log.warning("clipboard: lost the X display: %s", exc)
-                self._conn = None
+            except X_ERRORS as exc:
+                log.warning("clipboard: lost the X display: %s", exc or type(exc).__name__)
+                self._close_connection()
             except Exception:
                 # Never let the thread die with callers waiting: drop the connection and start over.
                 log.exception("clipboard: unexpected error; reconnecting")
@@ -144,7 +147,8 @@ class SelectionThread:
                 future, _ = self._commands.get_nowait()
             except queue.Empty:
                 return
-            future.set_exception(error)
+            if future.set_running_or_notify_cancel():  # a caller that left has cancelled its future
+                future.set_exception(error)
 
     def _run_commands(self, conn: _Connection) -> None:
         while True:
@@ -156,11 +160,16 @@ class SelectionThread:
                 continue
             try:
                 future.set_result(fn(conn))
-            except CONNECTION_ERRORS as exc:
-                future.set_exception(Unavailable(f"lost the X display: {exc}"))
-                raise
-            except Exception as exc:
+            except AgentError as exc:
                 future.set_exception(exc)
+            except Exception as exc:
+                # Raised while talking to X: 503 when X is the cause, else a bug (500); either way the
+                # connection is in an unknown state, so the main loop starts over on a new one.
+                if isinstance(exc, X_ERRORS) or not connection_alive(conn.display):
+                    future.set_exception(Unavailable(f"lost the X display: {exc or type(exc).__name__}"))
+                else:
+                    future.set_exception(InternalError(f"clipboard failed: {type(exc).__name__}: {exc}"))
+                raise
 
     def _pump(self, conn: _Connection) -> None:
         while conn.display.pending_events():

@@ -9,7 +9,7 @@ import aiohttp
 import pytest
 from Xlib import display as xdisplay
 
-from agent.computer.actions import Action, ClickMouse, Runner, TypeText
+from agent.computer.actions import Action, Budget, ClickMouse, Runner, TypeText
 from agent.computer.service import ComputerService, input_thread
 from agent.errors import AgentError
 from agent.sandbox import Sandbox
@@ -83,6 +83,9 @@ class _PressShiftThenFail:
 
     def check(self, screen: tuple[int, int]) -> None:
         pass
+
+    def budget(self) -> Budget:
+        return Budget()
 
     def run(self, runner: Runner) -> None:
         runner.inp.keysym_down(0xFFE1)  # Shift_L
