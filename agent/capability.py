@@ -44,6 +44,8 @@ class Capability:
 
 
 CAPABILITIES_KEY = web.AppKey("capabilities", tuple)
+# The agent's Config is in the registry too (for health sections and operations that read a setting).
+CONFIG_KEY = Key("config", Config)
 
 
 def order(capabilities: Sequence[Capability]) -> list[Capability]:
@@ -102,6 +104,7 @@ def install(app: web.Application, config: Config, spec: Spec, capabilities: Sequ
     """Wire the capabilities into `app`: the registry, lifecycles in dependency order, routes, operations."""
     ordered = order(capabilities)
     services = Services()
+    services.provide(CONFIG_KEY, config)
     app[SERVICES_KEY] = services
     app[CAPABILITIES_KEY] = tuple(ordered)
     app[OPERATIONS_KEY] = Operations(spec, services, [op for cap in ordered for op in cap.operations])

@@ -4,23 +4,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..spec import json_body
-from .service import ClipboardService
-
-CLIPBOARD_KEY = web.AppKey("clipboard", ClipboardService)
-
-
-async def read_clipboard(request: web.Request) -> web.Response:
-    return web.json_response({"text": await request.app[CLIPBOARD_KEY].read()})
+from ..config import Config
+from ..operation import json_route
+from . import operations as ops
 
 
-async def write_clipboard(request: web.Request) -> web.Response:
-    await request.app[CLIPBOARD_KEY].write(json_body(request)["text"])
-    return web.Response(status=200)
-
-
-def routes() -> list[web.RouteDef]:
+def routes(config: Config) -> list[web.RouteDef]:
     return [
-        web.post("/computer/clipboard/read", read_clipboard),
-        web.post("/computer/clipboard/write", write_clipboard),
+        json_route("POST", "/computer/clipboard/read", ops.READ),
+        json_route("POST", "/computer/clipboard/write", ops.WRITE),
     ]

@@ -13,13 +13,13 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, ClassVar, Protocol
 
 from ..errors import AgentError, BadRequest
 from ..x11.input import FLUSH_EVERY, XInput
 from ..x11.keysyms import char_to_keysym, parse_hold_keys, parse_keys
-from . import paths
+from . import models, paths
 
 BUTTONS = {"left": 1, "middle": 2, "right": 3, "back": 8, "forward": 9}
 WHEEL = {"up": 4, "down": 5, "left": 6, "right": 7}
@@ -134,14 +134,14 @@ class ClickMouse:
     hold_keys: list[int]
 
     @classmethod
-    def parse(cls, body: Mapping[str, Any]) -> ClickMouse:
+    def parse(cls, req: models.ClickMouseRequest) -> ClickMouse:
         return cls(
-            x=int(body["x"]),
-            y=int(body["y"]),
-            button=BUTTONS[body.get("button", "left")],
-            click_type=body.get("click_type", "click"),
-            num_clicks=max(1, int(body.get("num_clicks", 1))),
-            hold_keys=parse_hold_keys(body.get("hold_keys")),
+            x=req.x,
+            y=req.y,
+            button=BUTTONS[req.button],
+            click_type=req.click_type,
+            num_clicks=max(1, req.num_clicks),
+            hold_keys=parse_hold_keys(req.hold_keys),
         )
 
     def check(self, screen: tuple[int, int]) -> None:
@@ -181,14 +181,13 @@ class MoveMouse:
     hold_keys: list[int]
 
     @classmethod
-    def parse(cls, body: Mapping[str, Any]) -> MoveMouse:
-        duration = body.get("duration_ms")
+    def parse(cls, req: models.MoveMouseRequest) -> MoveMouse:
         return cls(
-            x=int(body["x"]),
-            y=int(body["y"]),
-            smooth=bool(body.get("smooth", True)),
-            duration_ms=None if duration is None else int(duration),
-            hold_keys=parse_hold_keys(body.get("hold_keys")),
+            x=req.x,
+            y=req.y,
+            smooth=req.smooth,
+            duration_ms=req.duration_ms,
+            hold_keys=parse_hold_keys(req.hold_keys),
         )
 
     def check(self, screen: tuple[int, int]) -> None:
@@ -222,17 +221,16 @@ class DragMouse:
     hold_keys: list[int]
 
     @classmethod
-    def parse(cls, body: Mapping[str, Any]) -> DragMouse:
-        duration = body.get("duration_ms")
+    def parse(cls, req: models.DragMouseRequest) -> DragMouse:
         return cls(
-            path=[(int(p[0]), int(p[1])) for p in body["path"]],
-            button=BUTTONS[body.get("button", "left")],
-            delay_ms=int(body.get("delay", 0)),
-            steps_per_segment=int(body.get("steps_per_segment", 10)),
-            step_delay_ms=int(body.get("step_delay_ms", 50)),
-            smooth=bool(body.get("smooth", True)),
-            duration_ms=None if duration is None else int(duration),
-            hold_keys=parse_hold_keys(body.get("hold_keys")),
+            path=[(p[0], p[1]) for p in req.path],
+            button=BUTTONS[req.button],
+            delay_ms=req.delay,
+            steps_per_segment=req.steps_per_segment,
+            step_delay_ms=req.step_delay_ms,
+            smooth=req.smooth,
+            duration_ms=req.duration_ms,
+            hold_keys=parse_hold_keys(req.hold_keys),
         )
 
     def check(self, screen: tuple[int, int]) -> None:
@@ -280,13 +278,13 @@ class Scroll:
     hold_keys: list[int]
 
     @classmethod
-    def parse(cls, body: Mapping[str, Any]) -> Scroll:
+    def parse(cls, req: models.ScrollRequest) -> Scroll:
         return cls(
-            x=int(body["x"]),
-            y=int(body["y"]),
-            delta_x=int(body.get("delta_x", 0)),
-            delta_y=int(body.get("delta_y", 0)),
-            hold_keys=parse_hold_keys(body.get("hold_keys")),
+            x=req.x,
+            y=req.y,
+            delta_x=req.delta_x,
+            delta_y=req.delta_y,
+            hold_keys=parse_hold_keys(req.hold_keys),
         )
 
     def check(self, screen: tuple[int, int]) -> None:
@@ -317,8 +315,8 @@ class TypeText:
     delay_ms: int
 
     @classmethod
-    def parse(cls, body: Mapping[str, Any]) -> TypeText:
-        return cls(keysyms=[char_to_keysym(c) for c in body["text"]], delay_ms=int(body.get("delay", 0)))
+    def parse(cls, req: models.TypeTextRequest) -> TypeText:
+        return cls(keysyms=[char_to_keysym(c) for c in req.text], delay_ms=req.delay)
 
     def check(self, screen: tuple[int, int]) -> None:
         pass
@@ -349,13 +347,13 @@ class PressKey:
     hold_keys: list[int]
 
     @classmethod
-    def parse(cls, body: Mapping[str, Any]) -> PressKey:
-        if not body["keys"]:
+    def parse(cls, req: models.PressKeyRequest) -> PressKey:
+        if not req.keys:
             raise BadRequest("field 'keys' must contain at least one key")
         return cls(
-            combos=parse_keys(body["keys"], "keys"),
-            duration_ms=int(body.get("duration", 0)),
-            hold_keys=parse_hold_keys(body.get("hold_keys")),
+            combos=parse_keys(req.keys, "keys"),
+            duration_ms=req.duration,
+            hold_keys=parse_hold_keys(req.hold_keys),
         )
 
     def check(self, screen: tuple[int, int]) -> None:
@@ -386,8 +384,8 @@ class SetCursor:
     hidden: bool
 
     @classmethod
-    def parse(cls, body: Mapping[str, Any]) -> SetCursor:
-        return cls(hidden=bool(body["hidden"]))
+    def parse(cls, req: models.SetCursorRequest) -> SetCursor:
+        return cls(hidden=req.hidden)
 
     def check(self, screen: tuple[int, int]) -> None:
         pass
@@ -405,8 +403,8 @@ class Sleep:
     duration_ms: int
 
     @classmethod
-    def parse(cls, body: Mapping[str, Any]) -> Sleep:
-        return cls(duration_ms=int(body["duration_ms"]))
+    def parse(cls, req: models.SleepRequest) -> Sleep:
+        return cls(duration_ms=req.duration_ms)
 
     def check(self, screen: tuple[int, int]) -> None:
         pass
@@ -442,17 +440,18 @@ class BatchActionFailed(AgentError):
         return out
 
 
-def parse_batch(actions: list[Mapping[str, Any]]) -> list[Action]:
+def parse_batch(actions: Sequence[models.ComputerActionRequest]) -> list[Action]:
     parsed: list[Action] = []
     for index, item in enumerate(actions):
-        kind = item["type"]
-        extra = sorted(set(item) - {"type", kind})
+        kind = item.type
+        given = item.given()
+        extra = sorted(set(given) - {kind})
         try:
-            if kind not in item:
+            if kind not in given:
                 raise BadRequest(f"field '{kind}' is required when type is {kind}")
             if extra:
                 raise BadRequest(f"only the '{kind}' field may accompany type {kind}, got {', '.join(extra)}")
-            parsed.append(ACTIONS[kind].parse(item[kind]))
+            parsed.append(ACTIONS[kind].parse(getattr(item, kind)))
         except BadRequest as exc:
             raise BatchActionFailed(index, kind, exc) from None
     return parsed

@@ -7,12 +7,12 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from ..errors import AgentError
 from ..x11.input import CursorState, XInput
 from ..x11.thread import XThread
+from . import models
 from .actions import (
     Action,
     BatchActionFailed,
@@ -90,29 +90,29 @@ class ComputerService:
             cancel.set()
             raise
 
-    async def click_mouse(self, body: Mapping[str, Any]) -> None:
-        await self.run([ClickMouse.parse(body)])
+    async def click_mouse(self, req: models.ClickMouseRequest) -> None:
+        await self.run([ClickMouse.parse(req)])
 
-    async def move_mouse(self, body: Mapping[str, Any]) -> None:
-        await self.run([MoveMouse.parse(body)])
+    async def move_mouse(self, req: models.MoveMouseRequest) -> None:
+        await self.run([MoveMouse.parse(req)])
 
-    async def drag_mouse(self, body: Mapping[str, Any]) -> None:
-        await self.run([DragMouse.parse(body)])
+    async def drag_mouse(self, req: models.DragMouseRequest) -> None:
+        await self.run([DragMouse.parse(req)])
 
-    async def scroll(self, body: Mapping[str, Any]) -> None:
-        await self.run([Scroll.parse(body)])
+    async def scroll(self, req: models.ScrollRequest) -> None:
+        await self.run([Scroll.parse(req)])
 
-    async def type_text(self, body: Mapping[str, Any]) -> None:
-        await self.run([TypeText.parse(body)])
+    async def type_text(self, req: models.TypeTextRequest) -> None:
+        await self.run([TypeText.parse(req)])
 
-    async def press_key(self, body: Mapping[str, Any]) -> None:
-        await self.run([PressKey.parse(body)])
+    async def press_key(self, req: models.PressKeyRequest) -> None:
+        await self.run([PressKey.parse(req)])
 
-    async def set_cursor(self, body: Mapping[str, Any]) -> None:
-        await self.run([SetCursor.parse(body)])
+    async def set_cursor(self, req: models.SetCursorRequest) -> None:
+        await self.run([SetCursor.parse(req)])
 
-    async def batch(self, body: Mapping[str, Any]) -> None:
-        await self.run(parse_batch(body["actions"]), batch=True)
+    async def batch(self, req: models.BatchRequest) -> None:
+        await self.run(parse_batch(req.actions), batch=True)
 
     async def mouse_position(self) -> tuple[int, int]:
         return await self._x.call(lambda inp: inp.pointer())

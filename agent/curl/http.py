@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from ..cdp import CDP_KEY
 from ..config import Config
 from ..errors import BadRequest
+from ..operation import services_of
 from ..spec import json_body
-from .service import CurlRequest, CurlService
-
-CURL_KEY = web.AppKey("curl", CurlService)
+from . import CURL_KEY
+from .service import CurlRequest
 
 
 def _checked_url(url: str) -> str:
@@ -32,13 +30,17 @@ def _checked_url(url: str) -> str:
 async def curl(request: web.Request) -> web.Response:
     body = json_body(request)
     text_body = body.get("body")
-    result = await request.app[CURL_KEY].request(
-        CurlRequest(
-            url=_checked_url(body["url"]),
-            method=body.get("method", "GET"),
-            headers=body.get("headers") or {},
-            body=text_body.encode("utf-8") if text_body is not None else None,
-            timeout_ms=body.get("timeout_ms", 30000),
+    result = (
+        await services_of(request)
+        .get(CURL_KEY)
+        .request(
+            CurlRequest(
+                url=_checked_url(body["url"]),
+                method=body.get("method", "GET"),
+                headers=body.get("headers") or {},
+                body=text_body.encode("utf-8") if text_body is not None else None,
+                timeout_ms=body.get("timeout_ms", 30000),
+            )
         )
     )
     if body.get("response_encoding", "utf8") == "base64":
@@ -55,17 +57,5 @@ async def curl(request: web.Request) -> web.Response:
     )
 
 
-def install(app: web.Application, config: Config) -> None:
-    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        service = CurlService(
-            app[CDP_KEY],
-            max_body_bytes=config.curl_max_response_bytes,
-            max_concurrency=config.curl_max_concurrency,
-            idle_targets=config.curl_idle_targets,
-        )
-        app[CURL_KEY] = service
-        yield
-        await service.close()
-
-    app.cleanup_ctx.append(lifecycle)
-    app.router.add_post("/curl", curl)
+def routes(config: Config) -> list[web.RouteDef]:
+    return [web.post("/curl", curl)]

@@ -16,15 +16,16 @@ from aiohttp.http import HttpProcessingError
 
 from ..config import Config
 from ..errors import AgentError, BadRequest
+from ..operation import services_of
 from ..spec import json_body
 from ..sse import last_event_id, stream
+from . import FS_KEY
 from .atomic import SocketBody
 from .models import display_name
 from .service import FsService, OpenedFile
 
 log = logging.getLogger(__name__)
 
-FS_KEY = web.AppKey("fs", FsService)
 PART_CHUNK = 1024 * 1024
 MAX_FIELD_BYTES = 64 * 1024
 _INDEXED = re.compile(r"^files(?:\[(\d*)\](?:\[(\w+)\]|\.(\w+))|\.(\d+)\.(\w+))$")
@@ -39,7 +40,7 @@ def _malformed(exc: Exception, where: str = "") -> BadRequest:
 
 
 def _service(request: web.Request) -> FsService:
-    return request.app[FS_KEY]
+    return services_of(request).get(FS_KEY)
 
 
 # --- reading ---
@@ -345,7 +346,7 @@ async def stop_watch(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
-def routes() -> list[web.RouteDef]:
+def routes(config: Config) -> list[web.RouteDef]:
     return [
         web.get("/fs/read_file", read_file, allow_head=False),
         web.put("/fs/write_file", write_file),
@@ -363,14 +364,3 @@ def routes() -> list[web.RouteDef]:
         web.post("/fs/upload_zip", upload_zip),
         web.get("/fs/download_dir_zip", download_dir_zip, allow_head=False),
     ]
-
-
-def install(app: web.Application, config: Config) -> None:
-    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        service = FsService(config)
-        app[FS_KEY] = service
-        yield
-        await service.close()
-
-    app.cleanup_ctx.append(lifecycle)
-    app.add_routes(routes())

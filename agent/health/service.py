@@ -56,8 +56,6 @@ class Readiness:
         self.started = time.monotonic()
         self.x = Dependency()
         self.chromium = Dependency()
-        # Live state other parts add to the report (e.g. "cdp": the shared DevTools connection and proxy).
-        self.sections: dict[str, Callable[[], dict[str, Any]]] = {}
         self._following: CDPConnection | None = None
 
     def follow(self, connection: CDPConnection) -> Callable[[], None]:
@@ -144,5 +142,4 @@ class Readiness:
             "python": platform.python_version(),
             "x": dep(self.x),
             "chromium": {**dep(self.chromium), "cdp_url": f"http://127.0.0.1:{self.config.cdp_port}"},
-            **{name: section() for name, section in self.sections.items()},
         }

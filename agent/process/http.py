@@ -15,22 +15,23 @@ from aiohttp import WSMsgType, web
 from .. import sse
 from ..config import Config
 from ..errors import AgentError, BadRequest
+from ..operation import services_of
 from ..spec import json_body
+from . import PROCESS_KEY
 from .models import CommandRequest, ExitEvent, OutputChunk, SpawnRequest, chunk_event, exit_event
 from .service import ManagedProcess, ProcessService
 
-PROCESS_KEY = web.AppKey("process", ProcessService)
 # Results larger than this are base64- and JSON-encoded in a thread, off the event loop.
 _ENCODE_INLINE_MAX = 256 * 1024
 
 
 def _managed(request: web.Request) -> tuple[ProcessService, ManagedProcess]:
-    service = request.app[PROCESS_KEY]
+    service = services_of(request).get(PROCESS_KEY)
     return service, service.get(request.match_info["process_id"])
 
 
 async def process_exec(request: web.Request) -> web.Response:
-    result = await request.app[PROCESS_KEY].exec(CommandRequest.from_body(json_body(request)))
+    result = await services_of(request).get(PROCESS_KEY).exec(CommandRequest.from_body(json_body(request)))
     if len(result.stdout) + len(result.stderr) > _ENCODE_INLINE_MAX:
         body = await asyncio.to_thread(result.encode)
     else:
@@ -39,7 +40,7 @@ async def process_exec(request: web.Request) -> web.Response:
 
 
 async def process_spawn(request: web.Request) -> web.Response:
-    result = await request.app[PROCESS_KEY].spawn(SpawnRequest.from_body(json_body(request)))
+    result = await services_of(request).get(PROCESS_KEY).spawn(SpawnRequest.from_body(json_body(request)))
     return web.json_response(result.to_json())
 
 
@@ -196,7 +197,7 @@ def _exit_message(event: ExitEvent) -> dict[str, Any]:
 # --- wiring ----------------------------------------------------------------------------------------------
 
 
-def routes() -> list[web.RouteDef]:
+def routes(config: Config) -> list[web.RouteDef]:
     return [
         web.post("/process/exec", process_exec),
         web.post("/process/spawn", process_spawn),
@@ -207,15 +208,3 @@ def routes() -> list[web.RouteDef]:
         web.post("/process/{process_id}/resize", process_resize),
         web.get("/process/{process_id}/attach", process_attach),
     ]
-
-
-def install(app: web.Application, config: Config) -> None:
-    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        service = ProcessService(config)
-        await service.start()
-        app[PROCESS_KEY] = service
-        yield
-        await service.close()
-
-    app.cleanup_ctx.append(lifecycle)
-    app.add_routes(routes())

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..spec import json_body
-from .service import Region, ScreenshotService
-
-SCREENSHOT_KEY = web.AppKey("screenshot", ScreenshotService)
+from ..config import Config
+from ..operation import services_of, typed_request
+from . import SCREENSHOT_KEY
+from .models import ScreenshotRequest
 
 
 def prefers_jpeg(accept: str) -> bool:
@@ -28,14 +28,13 @@ def prefers_jpeg(accept: str) -> bool:
 
 
 async def take_screenshot(request: web.Request) -> web.Response:
-    raw = json_body(request).get("region")
-    region = (
-        None if raw is None else Region(int(raw["x"]), int(raw["y"]), int(raw["width"]), int(raw["height"]))
-    )
+    # A binary answer whose format the Accept header picks: an HTTP-only adapter (bulk data never rides the
+    # control link), over the same typed request.
+    req = typed_request(request, ScreenshotRequest)
     jpeg = prefers_jpeg(request.headers.get("Accept", ""))
-    image = await request.app[SCREENSHOT_KEY].capture(region, jpeg=jpeg)
+    image = await services_of(request).get(SCREENSHOT_KEY).capture(req.region, jpeg=jpeg)
     return web.Response(body=image.data, content_type=image.content_type)
 
 
-def routes() -> list[web.RouteDef]:
+def routes(config: Config) -> list[web.RouteDef]:
     return [web.post("/computer/screenshot", take_screenshot)]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import unicodedata
+from collections.abc import Sequence
 
 from Xlib import XK
 
@@ -138,7 +139,7 @@ def parse_combo(combo: str) -> list[int]:
     return [name_to_keysym(part.strip()) for part in parts]
 
 
-def parse_keys(names: list[str], field: str) -> list[list[int]]:
+def parse_keys(names: Sequence[str], field: str) -> list[list[int]]:
     """Every combo of a request, checked up front; the error names the field and the bad entry."""
     out = []
     for index, combo in enumerate(names):
@@ -149,5 +150,5 @@ def parse_keys(names: list[str], field: str) -> list[list[int]]:
     return out
 
 
-def parse_hold_keys(names: list[str] | None, field: str = "hold_keys") -> list[int]:
+def parse_hold_keys(names: Sequence[str] | None, field: str = "hold_keys") -> list[int]:
     return [keysym for combo in parse_keys(names or [], field) for keysym in combo]

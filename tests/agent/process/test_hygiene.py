@@ -76,12 +76,13 @@ async def test_stopping_the_daemon_ends_every_child(tmp_path: object) -> None:
         from agent import spec
         from agent.config import Config
         from agent.errors import error_middleware
-        from agent.process import http as process_http
+        from agent.capability import install
+        from agent.process.capability import CAPABILITY
 
         logging.basicConfig(level=logging.INFO)
         app = web.Application(middlewares=[error_middleware, spec.validation_middleware(1 << 20)])
         app[spec.SPEC_KEY] = spec.Spec.load()
-        process_http.install(app, Config(process_kill_grace_s=0.5))
+        install(app, Config(process_kill_grace_s=0.5), app[spec.SPEC_KEY], [CAPABILITY])
         web.run_app(app, host="127.0.0.1", port={port}, print=None, handler_cancellation=True,
                     shutdown_timeout=1.0)
         """

@@ -1,0 +1,26 @@
+"""The process capability: commands and spawned processes, each in its own session, reaped by the agent."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from ..capability import Capability
+from ..config import Config
+from ..services import Services
+from . import PROCESS_KEY, http
+from .service import ProcessService
+
+
+@contextlib.asynccontextmanager
+async def lifecycle(services: Services, config: Config) -> AsyncIterator[None]:
+    service = ProcessService(config)
+    await service.start()
+    services.provide(PROCESS_KEY, service)
+    try:
+        yield
+    finally:
+        await service.close()
+
+
+CAPABILITY = Capability(name="process", provides=(PROCESS_KEY,), lifecycle=lifecycle, routes=http.routes)
