@@ -141,11 +141,18 @@ def ignored(path: str, patterns: list[str]) -> bool:
 
 def context_files(repo: str) -> list[str]:
     # The files git knows (tracked, and new ones not ignored), as a fresh clone plus local edits would have.
-    listing = subprocess.run(
-        ["git", "-C", repo, "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        check=True,
-        capture_output=True,
-    ).stdout.decode()
+    try:
+        listing = subprocess.run(
+            ["git", "-C", repo, "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+            check=True,
+            capture_output=True,
+        ).stdout.decode()
+    except (OSError, subprocess.CalledProcessError):  # not a git checkout: every file, less .dockerignore
+        listing = "\0".join(
+            os.path.relpath(os.path.join(top, name), repo)
+            for top, _, names in os.walk(repo)
+            for name in names
+        )
     patterns: list[str] = []
     dockerignore = os.path.join(repo, ".dockerignore")
     if os.path.exists(dockerignore):

@@ -153,6 +153,7 @@ fi
 # --- a fresh overlay, torn down whatever happens ------------------------------------------------------------
 work="$(mktemp -d /var/tmp/bva-image-test.XXXXXX)"
 root="$work/root"
+summary=""   # smoke.py's closing line, repeated as the very last line (CI reads the closing lines)
 child=""     # the unshare running now (its --kill-child takes the whole namespace down with it)
 boot_pid=""  # PID 1 of the running image, as the host sees it
 cleanup() {
@@ -179,11 +180,16 @@ cleanup() {
   else
     rm -rf "$work"
   fi
+  if [ -n "$summary" ]; then
+    echo "$summary"
+  elif [ "$rc" -ne 0 ]; then
+    echo "image-test: 0 passed, 1 failed" # it failed before the smoke test could run
+  fi
   exit "$rc"
 }
 trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+trap 'log interrupted; exit 130' INT
+trap 'log terminated; exit 143' TERM
 
 # Runs a command in the background and waits, so that a signal reaches the trap at once.
 run_child() {
@@ -284,9 +290,15 @@ log "RUN done in $((SECONDS - t0)) s"
 
 # --- the image, running -------------------------------------------------------------------------------------
 if [ -n "${IMAGE_TEST_LOCK:-}" ]; then
+  t0=$SECONDS
   exec 8>"$IMAGE_TEST_LOCK"
-  flock 8
+  flock -n 8 || {
+    log "waiting for $IMAGE_TEST_LOCK"
+    flock 8
+  }
+  ((SECONDS - t0 < 2)) || log "waited $((SECONDS - t0)) s for $IMAGE_TEST_LOCK"
 fi
+t0=$SECONDS
 logs="$root/home/kernel/logs"
 show_logs() {
   local f
@@ -310,10 +322,14 @@ while :; do # PID 1 is ours once the entrypoint has been exec'd (the mounts are 
   sleep 0.1
 done
 smoke_rc=0
-nsenter -t "$boot_pid" --net --mount --pid -- chroot "$root" /usr/bin/env -i "${run_env[@]}" \
-  /opt/agent/venv/bin/python - <"$repo/images/smoke.py" || smoke_rc=$?
+{ # in the background, so that a signal reaches the trap at once (the smoke dies with the pid namespace)
+  nsenter -t "$boot_pid" --net --mount --pid -- chroot "$root" /usr/bin/env -i "${run_env[@]}" \
+    /opt/agent/venv/bin/python - <"$repo/images/smoke.py" | tee "$work/smoke.out"
+} &
+wait $! || smoke_rc=$?
+summary="$(grep -E '^image-test: [0-9]+ passed, [0-9]+ failed$' "$work/smoke.out" | tail -n 1 || true)"
 if [ "$smoke_rc" -ne 0 ]; then
   show_logs
 fi
-log "finished in $((SECONDS - started)) s"
+log "image started and smoke-tested in $((SECONDS - t0)) s; finished in $((SECONDS - started)) s"
 exit "$smoke_rc"
