@@ -8,7 +8,7 @@ new instruction cannot be silently skipped. Prints bash assignments for `eval`:
   DF_RUN (array of shell commands, run with /bin/sh -c)  DF_RUN_CWD (the WORKDIR each RUN runs in)
   DF_WORKDIR (the entrypoint's)  DF_ENTRYPOINT (array)
 Usage: dockerfile.py DOCKERFILE [NAME=VALUE ...]   (build args, like --build-arg)
-       dockerfile.py --context REPO   (the build context's files, NUL-separated: git's files less .dockerignore)
+       dockerfile.py --context REPO   (the build context: git's files less .dockerignore, NUL-separated)
 """
 
 from __future__ import annotations

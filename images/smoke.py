@@ -22,7 +22,9 @@ CDP = "http://127.0.0.1:9222"
 MARKER = "image-test-marker-7f3a"
 
 
-def request(method: str, url: str, body: Any = None, raw: bytes | None = None, timeout: float = 60) -> Any:
+def request(
+    method: str, url: str, body: Any = None, raw: bytes | None = None, timeout: float = 60
+) -> tuple[int, str, bytes]:
     headers = {}
     data = raw
     if body is not None:
@@ -33,9 +35,9 @@ def request(method: str, url: str, body: Any = None, raw: bytes | None = None, t
     req = urllib.request.Request(url, data=data, method=method, headers=headers)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, resp.headers.get("Content-Type", ""), resp.read()
+            return int(resp.status), str(resp.headers.get("Content-Type", "")), bytes(resp.read())
     except urllib.error.HTTPError as err:
-        return err.code, err.headers.get("Content-Type", ""), err.read()
+        return err.code, str(err.headers.get("Content-Type", "")), bytes(err.read())
 
 
 def expect(status: int, got: tuple[int, str, bytes]) -> bytes:
@@ -81,7 +83,9 @@ def clipboard() -> str:
 
 
 def process_exec() -> str:
-    got = json.loads(expect(200, request("POST", f"{AGENT}/process/exec", body={"command": "echo", "args": ["hi"]})))
+    got = json.loads(
+        expect(200, request("POST", f"{AGENT}/process/exec", body={"command": "echo", "args": ["hi"]}))
+    )
     stdout = base64.b64decode(got.get("stdout_b64", ""))
     if got.get("exit_code") != 0 or stdout != b"hi\n":
         raise AssertionError(f"got {got!r}")
