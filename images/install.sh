@@ -11,9 +11,10 @@ venv="${VENV:-$repo/.venv}"
 extras="${EXTRAS:-dev}"
 editable="${EDITABLE:-1}"
 
+# libatomic1: the Node inside the playwright wheel links it, and a bare bookworm root lacks it.
 apt_packages=(
   xvfb x11-utils xdotool xclip ffmpeg chromium fonts-liberation fonts-noto-cjk dbus-x11 zip unzip
-  procps ca-certificates python3 python3-venv python3-pip
+  procps ca-certificates python3 python3-venv python3-pip libatomic1
 )
 
 missing=()
