@@ -30,6 +30,8 @@ import aiohttp
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
+from .json_api import ChromiumJson
+
 log = logging.getLogger(__name__)
 
 Event = dict[str, Any]
@@ -225,10 +227,7 @@ class CDPConnection:
         if self._http is None or self._http.closed:
             raise CDPDisconnected("/json/list")
         try:
-            async with self._http.get(self.http_url + "/json/list") as response:
-                response.raise_for_status()
-                targets: list[dict[str, Any]] = await response.json(content_type=None)
-                return targets
+            return await ChromiumJson(self.http_url, self._http).targets()
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise CDPDisconnected("/json/list", f"Chromium's /json/list failed: {exc}") from None
 
@@ -286,7 +285,7 @@ class CDPConnection:
             self._http = http
             while not self._closing:
                 try:
-                    self.browser = await self._version(http)
+                    self.browser = await ChromiumJson(self.http_url, http).version()
                     ws_url = self.browser_ws_url
                     if ws_url is None:
                         raise OSError("/json/version has no webSocketDebuggerUrl")
@@ -308,12 +307,6 @@ class CDPConnection:
                     await ws.close()
                     return
                 await self._serve(ws)
-
-    async def _version(self, http: aiohttp.ClientSession) -> dict[str, Any]:
-        async with http.get(self.http_url + "/json/version") as response:
-            response.raise_for_status()
-            data: dict[str, Any] = await response.json(content_type=None)
-            return data
 
     async def _serve(self, ws: ClientConnection) -> None:
         self._ws = ws

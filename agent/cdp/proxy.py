@@ -29,6 +29,7 @@ from .. import guard
 from ..config import Config
 from ..errors import error_response
 from ..server import GuardedAppRunner, HttpTimeouts
+from .json_api import ChromiumJson
 
 log = logging.getLogger(__name__)
 
@@ -190,18 +191,16 @@ class CDPProxy:
             out[key] = value
         return out
 
+    def _chromium_json(self, http: aiohttp.ClientSession) -> ChromiumJson:
+        return ChromiumJson(f"http://{self.upstream}", http)
+
     async def _upstream_ws_url(self, path: str) -> str:
         if _BROWSER_PATH.match(path):
             # The browser id changes with every Chromium start: always use the current one.
             assert self._http is not None
             http = self._http
 
-            async def version() -> dict[str, Any]:
-                async with http.get(f"http://{self.upstream}/json/version") as response:
-                    data: dict[str, Any] = await response.json(content_type=None)
-                    return data
-
-            data = await self._retrying("/json/version", version)
+            data = await self._retrying("/json/version", self._chromium_json(http).version)
             current = str(data.get("webSocketDebuggerUrl", ""))
             _, _, browser_path = current.partition("/devtools/")
             return f"ws://{self.upstream}/devtools/{browser_path}"
@@ -210,11 +209,10 @@ class CDPProxy:
     async def _target_exists(self, target_id: str) -> bool:
         assert self._http is not None
         try:
-            async with self._http.get(f"http://{self.upstream}/json/list") as response:
-                targets = await response.json(content_type=None)
+            targets = await self._chromium_json(self._http).targets()
         except (aiohttp.ClientError, TimeoutError, ValueError):
             return True  # cannot tell; do not claim it is missing
-        return any(isinstance(t, dict) and t.get("id") == target_id for t in targets)
+        return any(t.get("id") == target_id for t in targets)
 
     async def _websocket(self, request: web.Request) -> web.StreamResponse:
         assert self._http is not None

@@ -22,6 +22,7 @@ import aiohttp
 
 from .. import __version__
 from ..cdp.connection import CDPConnection
+from ..cdp.json_api import ChromiumJson
 from ..config import Config
 
 log = logging.getLogger(__name__)
@@ -101,8 +102,7 @@ class Readiness:
     async def _check_chromium(self, session: aiohttp.ClientSession) -> None:
         url = self.config.chromium_cdp_url + "/json/version"
         try:
-            async with session.get(url, timeout=aiohttp.ClientTimeout(total=1.0)) as response:
-                data = await response.json(content_type=None)
+            data = await ChromiumJson(self.config.chromium_cdp_url, session).version(timeout=1.0)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             self.chromium.set(False, f"Chromium DevTools at {url} not answering: {exc or type(exc).__name__}")
             return
