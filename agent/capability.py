@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from aiohttp import web
@@ -41,7 +42,12 @@ class Capability:
     # Its transport-independent operations (what the control link can call by operationId).
     operations: tuple[Operation[Any], ...] = ()
     health: HealthSection | None = None
+    # Runs when the agent starts shutting down (aiohttp on_shutdown), after open streams were ended and before
+    # in-flight requests are waited for: e.g. end running commands so their requests can answer.
+    shutdown: Callable[[Services], Awaitable[None]] | None = None
 
+
+log = logging.getLogger(__name__)
 
 CAPABILITIES_KEY = web.AppKey("capabilities", tuple)
 # The agent's Config is in the registry too (for health sections and operations that read a setting).
@@ -114,7 +120,22 @@ def install(app: web.Application, config: Config, spec: Spec, capabilities: Sequ
         elif cap.provides:
             raise CapabilityError(f"capability {cap.name!r} provides services but has no lifecycle")
         app.add_routes(list(cap.routes(config)))
+    app.on_shutdown.append(_shutdown_hooks(ordered, services))
     return services
+
+
+def _shutdown_hooks(
+    ordered: Sequence[Capability], services: Services
+) -> Callable[[web.Application], Awaitable[None]]:
+    async def on_shutdown(app: web.Application) -> None:
+        for cap in reversed(ordered):
+            if cap.shutdown is not None and all(key in services for key in cap.provides):
+                try:
+                    await cap.shutdown(services)
+                except Exception:
+                    log.exception("capability %s: shutdown hook failed", cap.name)
+
+    return on_shutdown
 
 
 def health_sections(app: web.Application) -> dict[str, Any]:
