@@ -98,6 +98,11 @@ class Config:
         return int(width), int(height)
 
     @property
+    def supervisor_socket(self) -> Path:
+        """supervisord's XML-RPC socket (supervisor/supervisord.conf puts it in the state dir)."""
+        return self.state_dir / "supervisor.sock"
+
+    @property
     def chromium_cdp_url(self) -> str:
         return f"http://127.0.0.1:{self.chromium_cdp_port}"
 
