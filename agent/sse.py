@@ -12,11 +12,10 @@ When the agent stops, every open stream ends cleanly (its final zero-length chun
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Any, Generic, TypeVar
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from typing import Any, Generic, TypeVar, cast
 
 from aiohttp import web
 
@@ -29,15 +28,24 @@ KEEPALIVE_S = 15.0
 class EventBuffer(Generic[T]):
     """A bounded ring of sequenced items (seq starts at 1) that streams follow.
 
-    Bounded by count and, optionally, by total size (`size(item)`); the oldest items go first. Used from
-    the event loop's thread only.
+    Seqs are contiguous, so the item with seq s sits at `head + s - first_seq` of a list: lookup is O(1)
+    and `since`/followers touch only the items they return. Bounded by count and, optionally, by total
+    size (`size(item)`, measured once on append); the oldest items go first, but the newest item is
+    always held, even alone over `max_bytes`. A follower that falls behind the oldest held item is told
+    how many it missed (`Follower.missed`). Used from the event loop's thread only.
     """
 
     def __init__(self, max_items: int, max_bytes: int | None = None, size: Callable[[T], int] | None = None):
-        self.max_items = max_items
+        if max_bytes is not None and size is None:
+            raise ValueError("max_bytes needs a size function")
+        self.max_items = max(1, max_items)  # the newest item is always held
         self.max_bytes = max_bytes
-        self._size = size or (lambda _: 0)
-        self._items: collections.deque[tuple[int, T]] = collections.deque()
+        self._size = size
+        # A list ring of (seq, item): slots before _head are dropped (None), compacted once they are half
+        # the list. The tuples are built once, on append, so reads hand them out as they are.
+        self._items: list[tuple[int, T] | None] = []
+        self._sizes: list[int] = []  # parallel to _items when sized, so a drop subtracts what was added
+        self._head = 0
         self._bytes = 0
         self._next_seq = 1
         self._closed = False
@@ -52,14 +60,19 @@ class EventBuffer(Generic[T]):
     @property
     def first_seq(self) -> int:
         """The seq of the oldest item still held (last_seq + 1 when empty)."""
-        return self._items[0][0] if self._items else self._next_seq
+        return self._next_seq - (len(self._items) - self._head)
 
     @property
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def held_bytes(self) -> int:
+        """Total size of the items held (0 without a size function)."""
+        return self._bytes
+
     def __len__(self) -> int:
-        return len(self._items)
+        return len(self._items) - self._head
 
     def append(self, item: T) -> int:
         if self._closed:
@@ -67,15 +80,33 @@ class EventBuffer(Generic[T]):
         seq = self._next_seq
         self._next_seq += 1
         self._items.append((seq, item))
-        self._bytes += self._size(item)
-        while len(self._items) > self.max_items or (
-            self.max_bytes is not None and self._bytes > self.max_bytes and len(self._items) > 1
+        if self._size is not None:
+            size = self._size(item)
+            self._sizes.append(size)
+            self._bytes += size
+        while len(self) > self.max_items or (
+            self.max_bytes is not None and self._bytes > self.max_bytes and len(self) > 1
         ):
-            _, old = self._items.popleft()
-            self._bytes -= self._size(old)
-            self.dropped += 1
+            self._drop_oldest()
         self._wake()
         return seq
+
+    def _drop_oldest(self) -> None:
+        self._items[self._head] = None  # let the item go now, not at compaction
+        if self._size is not None:
+            self._bytes -= self._sizes[self._head]
+        self._head += 1
+        self.dropped += 1
+        # Amortised O(1): the list is rebuilt only after as many drops as it has live items.
+        if self._head >= 64 and self._head * 2 >= len(self._items):
+            del self._items[: self._head]
+            if self._size is not None:
+                del self._sizes[: self._head]
+            self._head = 0
+
+    def _entry(self, seq: int) -> tuple[int, T]:
+        """The held (seq, item) for first_seq <= seq <= last_seq: O(1)."""
+        return cast(tuple[int, T], self._items[self._head + seq - self.first_seq])
 
     def close(self) -> None:
         """No more items will come: followers end once they have what is left."""
@@ -86,26 +117,73 @@ class EventBuffer(Generic[T]):
         self._changed.set()
         self._changed = asyncio.Event()
 
-    def since(self, after: int) -> list[tuple[int, T]]:
-        """Items with seq > after that are still held (older ones are gone for good)."""
-        if not self._items or after >= self.last_seq:
-            return []
-        start = max(0, after + 1 - self.first_seq)
-        return list(self._items)[start:]
+    def missed_before(self, after: int) -> int:
+        """How many items after `after` are gone for good (dropped before anyone read them from here)."""
+        return max(0, self.first_seq - 1 - max(0, after))
+
+    def since(self, after: int) -> Iterator[tuple[int, T]]:
+        """Items with seq > after that are still held, up to the newest one now (older ones are gone for
+        good): a lazy iterator over just those items, found by seq, so it costs only what is read from it.
+        Meant to be read without awaiting in between; a reader that waits should use a follower."""
+        return self._walk(max(after + 1, self.first_seq), self.last_seq)
+
+    def _walk(self, seq: int, end: int) -> Iterator[tuple[int, T]]:
+        # Slices that double in length (up to 256): C-speed copies for long reads, yet at most about twice
+        # what the caller reads is ever touched (a reader that stops early wastes at most its last slice).
+        chunk = 16
+        while seq <= end:
+            seq = max(seq, self.first_seq)  # items may be dropped between slices: skip what is gone
+            if seq > end:
+                return
+            stop = min(end, seq + chunk - 1)
+            start = self._head + seq - self.first_seq
+            yield from cast(list[tuple[int, T]], self._items[start : start + stop - seq + 1])
+            seq = stop + 1
+            chunk = min(chunk * 2, 256)
+
+    def follower(self, after: int = 0) -> Follower[T]:
+        """An async iterator of everything after `after`, then each new item, until closed and drained;
+        its `missed` counts the items that were dropped before it got to them."""
+        return Follower(self, after)
 
     async def follow(self, after: int = 0) -> AsyncIterator[tuple[int, T]]:
-        """Everything after `after`, then each new item as it comes, until closed and drained."""
-        cursor = after
+        """Everything after `after`, then each new item as it comes, until closed and drained (items
+        dropped before it got to them are skipped; `follower()` counts them)."""
+        async for entry in Follower(self, after):
+            yield entry
+
+
+class Follower(Generic[T]):
+    """One reader walking an `EventBuffer` forward by seq. `cursor` is the last seq it yielded (or
+    skipped); `missed` grows by the number of items between the cursor and the buffer's oldest item
+    whenever those were dropped before it read them (including on a resume from an old Last-Event-ID)."""
+
+    def __init__(self, buffer: EventBuffer[T], after: int) -> None:
+        self.buffer = buffer
+        self.cursor = max(0, after)
+        self.missed = 0
+
+    def __aiter__(self) -> Follower[T]:
+        return self
+
+    async def __anext__(self) -> tuple[int, T]:
+        # One O(1) lookup per item and no slice held between items, so a slow reader keeps nothing alive
+        # that the buffer has dropped.
+        buffer = self.buffer
         while True:
-            changed = self._changed
-            for seq, item in self.since(cursor):
-                cursor = seq
-                yield seq, item
-            if self._closed and cursor >= self.last_seq:
-                return
-            if self.since(cursor):
-                continue
-            await changed.wait()
+            first = buffer.first_seq
+            if self.cursor + 1 < first:
+                self.missed += first - 1 - self.cursor
+                self.cursor = first - 1
+            if self.cursor < buffer.last_seq:
+                self.cursor += 1
+                return buffer._entry(self.cursor)
+            if buffer.closed:
+                raise StopAsyncIteration
+            await buffer._changed.wait()
+
+    async def aclose(self) -> None:
+        """Nothing to release; here so that it can stand where an async generator did."""
 
 
 class OpenStreams:
