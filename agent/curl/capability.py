@@ -10,6 +10,7 @@ from ..cdp import CDP_KEY
 from ..config import Config
 from ..services import Services
 from . import CURL_KEY, http
+from .operations import OPERATIONS
 from .service import CurlService
 
 
@@ -29,5 +30,10 @@ async def lifecycle(services: Services, config: Config) -> AsyncIterator[None]:
 
 
 CAPABILITY = Capability(
-    name="curl", provides=(CURL_KEY,), requires=(CDP_KEY,), lifecycle=lifecycle, routes=http.routes
+    name="curl",
+    provides=(CURL_KEY,),
+    requires=(CDP_KEY,),
+    lifecycle=lifecycle,
+    routes=http.routes,
+    operations=OPERATIONS,
 )

@@ -10,6 +10,7 @@ from ..cdp import CDP_KEY
 from ..config import Config
 from ..services import Services
 from . import PLAYWRIGHT_KEY, http
+from .operations import OPERATIONS
 from .service import PlaywrightService
 
 
@@ -37,4 +38,5 @@ CAPABILITY = Capability(
     requires=(CDP_KEY,),
     lifecycle=lifecycle,
     routes=http.routes,
+    operations=OPERATIONS,
 )
