@@ -224,7 +224,8 @@ class LogFile:
         line = splitter.flush()
         return [] if line is None else [LogEvent(now_rfc3339(), decode(line))]
 
-    async def events(self) -> AsyncGenerator[LogEvent, None]:
+    async def events(self) -> AsyncGenerator[list[LogEvent], None]:
+        """The lines as LogEvents, in batches (what one read brought), until closed (follow) or all read."""
         splitter = LineSplitter(self.service.config.logs_max_line_bytes)
         try:
             if not self.follow:
@@ -232,22 +233,22 @@ class LogFile:
                     data = await self._run(self._read_once)
                     if not data:
                         break  # it was truncated meanwhile
-                    for event in self._events(splitter, data):
-                        yield event
-                for event in self._flushed(splitter):
-                    yield event
+                    if batch := self._events(splitter, data):
+                        yield batch
+                if batch := self._flushed(splitter):
+                    yield batch
                 return
             while True:
                 self.woken.clear()  # before reading: an event that comes while we read ends the wait at once
                 while True:
                     data, change = await self._run(self._step)
                     if data:
-                        for event in self._events(splitter, data):
-                            yield event
+                        if batch := self._events(splitter, data):
+                            yield batch
                     elif change:
                         # What was held of a last line belongs to the old contents.
-                        for event in self._flushed(splitter):
-                            yield event
+                        if batch := self._flushed(splitter):
+                            yield batch
                         if change == "rotated":
                             await self._resubscribe()  # the directory may be a new one too
                     else:
@@ -262,9 +263,8 @@ class LogFile:
                     woke = True
                 if not watched:
                     await self._resubscribe()
-                if not woke and splitter.pending:
-                    for event in self._flushed(splitter):
-                        yield event
+                if not woke and splitter.pending and (batch := self._flushed(splitter)):
+                    yield batch
         finally:
             self.close()
 
