@@ -20,6 +20,7 @@ from .curl.capability import CAPABILITY as CURL
 from .errors import Conflict, error_middleware
 from .fs.capability import CAPABILITY as FS
 from .health.capability import CAPABILITY as HEALTH
+from .logs.capability import CAPABILITY as LOGS
 from .playwright.capability import CAPABILITY as PLAYWRIGHT
 from .process.capability import CAPABILITY as PROCESS
 from .screenshot import http as screenshot_http
@@ -65,7 +66,7 @@ NO_DISPLAY_CAPABILITY = Capability(name="no_display", routes=_refusing, health=_
 
 def capabilities(config: Config) -> Sequence[Capability]:
     display = [NO_DISPLAY_CAPABILITY] if config.headless else [COMPUTER, SCREENSHOT, CLIPBOARD]
-    return [SPEC, CDP, HEALTH, *display, FS, PROCESS, CURL, PLAYWRIGHT]
+    return [SPEC, CDP, HEALTH, *display, FS, PROCESS, CURL, PLAYWRIGHT, LOGS]
 
 
 def build_app(config: Config, spec: Spec | None = None) -> web.Application:

@@ -92,6 +92,12 @@ class Config:
     # How long a new worker may take to start and connect to Chromium.
     playwright_start_timeout_s: float = 30.0
 
+    # --- logs (agent/logs) ---
+    # GET /logs/stream: a longer line arrives as several events of at most this many bytes (of the file).
+    logs_max_line_bytes: int = 64 * 1024
+    # Log streams open at once (each holds an open file); one more is 400.
+    logs_max_streams: int = 64
+
     @property
     def screen_size(self) -> tuple[int, int]:
         width, height, *_ = self.screen.split("x")

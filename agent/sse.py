@@ -250,9 +250,14 @@ def frame(data: Mapping[str, Any] | list[Any], event_id: int | None = None) -> b
     return (head + "data: " + json.dumps(data, separators=(",", ":")) + "\n\n").encode()
 
 
+class Batch(list[tuple[int | None, Mapping[str, Any]]]):
+    """Events that are ready together (a log file read in bulk), yielded as one item: written as one chunk,
+    without a round of the event loop per event."""
+
+
 async def stream(
     request: web.Request,
-    events: AsyncIterator[tuple[int | None, Mapping[str, Any]]],
+    events: AsyncIterator[tuple[int | None, Mapping[str, Any]] | Batch],
     *,
     keepalive_s: float = KEEPALIVE_S,
     headers: Mapping[str, str] | None = None,
@@ -273,7 +278,7 @@ async def stream(
     stop = streams.add() if streams is not None else asyncio.Event()
     stopping = loop.create_task(stop.wait(), name="sse-stop")
     iterator = aiter(events)
-    pending: asyncio.Task[tuple[int | None, Mapping[str, Any]]] | None = None
+    pending: asyncio.Task[tuple[int | None, Mapping[str, Any]] | Batch] | None = None
     try:
         while True:
             if pending is None:
@@ -288,12 +293,16 @@ async def stream(
                 await response.write(b": keepalive\n\n")
                 continue
             try:
-                event_id, data = pending.result()
+                item = pending.result()
             except StopAsyncIteration:
                 break
             finally:
                 pending = None
-            await response.write(frame(data, event_id))
+            if isinstance(item, Batch):
+                if item:
+                    await response.write(b"".join(frame(data, event_id) for event_id, data in item))
+            else:
+                await response.write(frame(item[1], item[0]))
     except (ConnectionResetError, ConnectionError):
         pass  # the client went away: a clean end
     finally:

@@ -22,7 +22,6 @@ NOT_IMPLEMENTED: frozenset[str] = frozenset(
         "stopBrowserReplayRecording",
         "streamBrowserTelemetry",
         "uploadExtensionsToBrowser",
-        "logsStream",
     }
 )
 

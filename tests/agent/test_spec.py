@@ -180,7 +180,6 @@ def test_validation_messages_name_nested_fields() -> None:
         ("POST", "/replays/abc/stop", {}, "stopBrowserReplayRecording"),
         ("GET", "/telemetry", {}, "streamBrowserTelemetry"),
         ("POST", "/extensions", {"data": {"x": "1"}}, "uploadExtensionsToBrowser"),
-        ("GET", "/logs/stream", {"params": {"source": "path", "path": "/tmp/x"}}, "logsStream"),
     ],
 )
 async def test_spec_operations_not_built_yet_answer_501(
