@@ -92,6 +92,14 @@ class Config:
     # How long a new worker may take to start and connect to Chromium.
     playwright_start_timeout_s: float = 30.0
 
+    # --- extensions (agent/extensions) ---
+    # POST /extensions: the archives of one request may add up to this much, and each may extract to this
+    # much in at most this many entries (the /fs/upload_zip checks); more is a 400.
+    extensions_max_extract_bytes: int = 512 * 1024 * 1024
+    extensions_max_entries: int = 10_000
+    # After the restart, how long Chromium may take to answer again with the new extensions running.
+    extensions_ready_timeout_s: float = 30.0
+
     @property
     def screen_size(self) -> tuple[int, int]:
         width, height, *_ = self.screen.split("x")
