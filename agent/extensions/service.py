@@ -188,19 +188,26 @@ class ExtensionsService:
             await asyncio.to_thread(_close_all, uploads)
             raise
         task = self._tasks.spawn(self._install_owned(list(uploads)), name="install")
-        await asyncio.shield(task)
+        refused = await asyncio.shield(task)
+        if refused is not None:
+            raise refused
 
-    async def _install_owned(self, uploads: list[ExtensionUpload]) -> None:
+    async def _install_owned(self, uploads: list[ExtensionUpload]) -> AgentError | None:
+        """The install; an API error (a refused upload) is returned for the caller to raise, so that the
+        task group does not log a client's mistake as a failed task."""
         try:
             async with self._lock:
                 self.installing = True
                 started = time.monotonic()
                 try:
                     await self._install(uploads)
+                except AgentError as exc:
+                    return exc
                 finally:
                     self.installing = False
                 self.installs += 1
                 self.last_install_s = time.monotonic() - started
+                return None
         finally:
             await asyncio.to_thread(_close_all, uploads)
 
@@ -301,10 +308,11 @@ class ExtensionsService:
                 if not (self.cdp.connected and self.cdp.generation > before):
                     await fresh.wait()
                 await self._wait_loaded(staged)
-        except TimeoutError:
+        except (TimeoutError, CDPError) as exc:
+            detail = "" if isinstance(exc, TimeoutError) else f" ({exc})"
             raise InternalError(
-                f"Chromium did not come back with the extensions loaded within {self.ready_timeout_s:g} s; "
-                "the previous extensions were put back"
+                f"Chromium did not come back with the extensions loaded within {self.ready_timeout_s:g} s"
+                f"{detail}; the previous extensions were put back"
             ) from None
         finally:
             remove()

@@ -227,3 +227,18 @@ async def test_the_sdk_loads_extensions(box: Sandbox, echo_server: EchoServer) -
     assert ("POST", "/extensions", 201) in transport.seen
     async with aiohttp.ClientSession() as http:
         assert "from-sdk" in await installed(http, box)
+
+
+async def test_concurrent_uploads_run_one_after_the_other(
+    box: Sandbox, http: aiohttp.ClientSession, echo_server: EchoServer
+) -> None:
+    first, second = await asyncio.gather(
+        upload(http, box, form(("first", extension_zip("ext: first")))),
+        upload(http, box, form(("second", extension_zip("ext: second")))),
+    )
+    assert first[0] == 201 and second[0] == 201, (first, second)
+    names = await installed(http, box)
+    assert "first" in names and "second" in names
+    async with http.get(box.agent_url + "/health") as response:
+        report = (await response.json())["extensions"]
+    assert report["installing"] is False
