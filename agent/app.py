@@ -18,6 +18,7 @@ from .computer.capability import CAPABILITY as COMPUTER
 from .config import Config
 from .curl.capability import CAPABILITY as CURL
 from .errors import Conflict, error_middleware
+from .extensions.capability import CAPABILITY as EXTENSIONS
 from .fs.capability import CAPABILITY as FS
 from .health.capability import CAPABILITY as HEALTH
 from .logs.capability import CAPABILITY as LOGS
@@ -66,7 +67,7 @@ NO_DISPLAY_CAPABILITY = Capability(name="no_display", routes=_refusing, health=_
 
 def capabilities(config: Config) -> Sequence[Capability]:
     display = [NO_DISPLAY_CAPABILITY] if config.headless else [COMPUTER, SCREENSHOT, CLIPBOARD]
-    return [SPEC, CDP, HEALTH, *display, FS, PROCESS, CURL, PLAYWRIGHT, LOGS]
+    return [SPEC, CDP, HEALTH, *display, FS, PROCESS, CURL, PLAYWRIGHT, LOGS, EXTENSIONS]
 
 
 def build_app(config: Config, spec: Spec | None = None) -> web.Application:

@@ -98,6 +98,14 @@ class Config:
     # Log streams open at once (each holds an open file); one more is 400.
     logs_max_streams: int = 64
 
+    # --- extensions (agent/extensions) ---
+    # POST /extensions: the archives of one request may add up to this much, and each may extract to this
+    # much in at most this many entries (the /fs/upload_zip checks); more is a 400.
+    extensions_max_extract_bytes: int = 512 * 1024 * 1024
+    extensions_max_entries: int = 10_000
+    # After the restart, how long Chromium may take to answer again with the new extensions running.
+    extensions_ready_timeout_s: float = 30.0
+
     @property
     def screen_size(self) -> tuple[int, int]:
         width, height, *_ = self.screen.split("x")

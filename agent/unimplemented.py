@@ -21,7 +21,6 @@ NOT_IMPLEMENTED: frozenset[str] = frozenset(
         "getBrowsersReplaysById",
         "stopBrowserReplayRecording",
         "streamBrowserTelemetry",
-        "uploadExtensionsToBrowser",
     }
 )
 

@@ -179,7 +179,6 @@ def test_validation_messages_name_nested_fields() -> None:
         ("GET", "/replays/abc", {}, "getBrowsersReplaysById"),
         ("POST", "/replays/abc/stop", {}, "stopBrowserReplayRecording"),
         ("GET", "/telemetry", {}, "streamBrowserTelemetry"),
-        ("POST", "/extensions", {"data": {"x": "1"}}, "uploadExtensionsToBrowser"),
     ],
 )
 async def test_spec_operations_not_built_yet_answer_501(
