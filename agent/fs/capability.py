@@ -9,6 +9,7 @@ from ..capability import Capability
 from ..config import Config
 from ..services import Services
 from . import FS_KEY, http
+from .operations import OPERATIONS
 from .service import FsService
 
 
@@ -22,4 +23,6 @@ async def lifecycle(services: Services, config: Config) -> AsyncIterator[None]:
         await service.close()
 
 
-CAPABILITY = Capability(name="fs", provides=(FS_KEY,), lifecycle=lifecycle, routes=http.routes)
+CAPABILITY = Capability(
+    name="fs", provides=(FS_KEY,), lifecycle=lifecycle, routes=http.routes, operations=OPERATIONS
+)

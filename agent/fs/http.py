@@ -1,4 +1,4 @@
-"""Routes under /fs: parse (query/JSON already validated; raw and multipart bodies here) → service → reply."""
+"""Routes under /fs: thin adapters over the fs operations; raw, multipart, zip and SSE transports here."""
 
 from __future__ import annotations
 
@@ -16,12 +16,13 @@ from aiohttp.http import HttpProcessingError
 
 from ..config import Config
 from ..errors import AgentError, BadRequest
-from ..operation import services_of
-from ..spec import json_body
+from ..operation import json_route, services_of, typed_request
 from ..sse import last_event_id, stream
 from . import FS_KEY
+from . import operations as ops
 from .atomic import SocketBody
-from .models import display_name
+from .compat import detach_body, end_detached_body
+from .models import FsPath, WatchRef, WriteFileRequest, display_name
 from .service import FsService, OpenedFile
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ async def _send_file(request: web.Request, response: web.StreamResponse, opened:
 
 async def read_file(request: web.Request) -> web.StreamResponse:
     service = _service(request)
-    opened = await service.open_file(request.query["path"])
+    opened = await service.open_file(typed_request(request, FsPath).path)
     try:
         response = web.StreamResponse(headers={hdrs.CONTENT_TYPE: "application/octet-stream"})
         response.content_length = opened.size
@@ -78,7 +79,7 @@ async def read_file(request: web.Request) -> web.StreamResponse:
 
 
 async def download_dir_zip(request: web.Request) -> web.StreamResponse:
-    path = request.query["path"]
+    path = typed_request(request, FsPath).path
     chunks = await _service(request).zip_directory(path)
     try:
         response = web.StreamResponse(
@@ -131,19 +132,14 @@ def _socket_body(request: web.Request) -> SocketBody | None:
     sock = transport.get_extra_info("socket")
     if sock is None or sock.type != socket.SOCK_STREAM:
         return None
-    request.protocol.close()  # after this request
-    prefix = bytearray()
-    while chunk := request.content.read_nowait(-1):
-        prefix += chunk
-    transport.pause_reading()  # after draining: reading the buffer may have resumed the socket
-    return SocketBody(
-        bytes(prefix), sock.fileno(), length, threading.Event(), _service(request).body_timeout_s
-    )
+    prefix = detach_body(request)
+    return SocketBody(prefix, sock.fileno(), length, threading.Event(), _service(request).body_timeout_s)
 
 
 async def write_file(request: web.Request) -> web.Response:
     service = _service(request)
-    path, mode = request.query["path"], request.query.get("mode")
+    req = typed_request(request, WriteFileRequest)
+    path, mode = req.path, req.mode
     body = None
     if (request.content_length or 0) >= SPLICE_MIN_BYTES:
         # A bad path or mode is answered before the body is taken over, so the client reads its 4xx.
@@ -158,7 +154,7 @@ async def write_file(request: web.Request) -> web.Response:
     except AgentError as exc:
         response = web.json_response(exc.body(), status=exc.status)
     finally:
-        request.content.feed_eof()  # nothing left for the server to read (or linger on)
+        end_detached_body(request)
     response.force_close()  # `Connection: close`: the socket's bytes went around the HTTP parser
     return response
 
@@ -281,85 +277,31 @@ async def upload_zip(request: web.Request) -> web.Response:
     return web.Response(status=201)
 
 
-# --- listing, metadata, directories, moves ---
-
-
-async def list_files(request: web.Request) -> web.Response:
-    infos = await _service(request).list_files(request.query["path"])
-    return web.json_response([info.to_json() for info in infos])
-
-
-async def file_info(request: web.Request) -> web.Response:
-    info = await _service(request).file_info(request.query["path"])
-    return web.json_response(info.to_json())
-
-
-async def create_directory(request: web.Request) -> web.Response:
-    body = json_body(request)
-    await _service(request).create_directory(body["path"], body.get("mode"))
-    return web.Response(status=201)
-
-
-async def delete_file(request: web.Request) -> web.Response:
-    await _service(request).delete_file(json_body(request)["path"])
-    return web.Response(status=200)
-
-
-async def delete_directory(request: web.Request) -> web.Response:
-    await _service(request).delete_directory(json_body(request)["path"])
-    return web.Response(status=200)
-
-
-async def set_file_permissions(request: web.Request) -> web.Response:
-    body = json_body(request)
-    await _service(request).set_file_permissions(
-        body["path"], body["mode"], body.get("owner"), body.get("group")
-    )
-    return web.Response(status=200)
-
-
-async def move(request: web.Request) -> web.Response:
-    body = json_body(request)
-    await _service(request).move(body["src_path"], body["dest_path"])
-    return web.Response(status=200)
-
-
 # --- watches ---
-
-
-async def start_watch(request: web.Request) -> web.Response:
-    body = json_body(request)
-    watch = await _service(request).start_watch(body["path"], bool(body.get("recursive", False)))
-    return web.json_response({"watch_id": watch.id}, status=201)
 
 
 async def watch_events(request: web.Request) -> web.StreamResponse:
     watches = _service(request).watches
-    watch = watches.get(request.match_info["watch_id"])
+    watch = watches.get(typed_request(request, WatchRef).watch_id)
     # Without Last-Event-ID a client gets every event still buffered: what happened between starting the
     # watch and opening the stream is not lost.
     return await stream(request, watches.events(watch, last_event_id(request)))
-
-
-async def stop_watch(request: web.Request) -> web.Response:
-    await _service(request).watches.stop(request.match_info["watch_id"])
-    return web.Response(status=204)
 
 
 def routes(config: Config) -> list[web.RouteDef]:
     return [
         web.get("/fs/read_file", read_file, allow_head=False),
         web.put("/fs/write_file", write_file),
-        web.get("/fs/list_files", list_files, allow_head=False),
-        web.get("/fs/file_info", file_info, allow_head=False),
-        web.put("/fs/create_directory", create_directory),
-        web.put("/fs/delete_file", delete_file),
-        web.put("/fs/delete_directory", delete_directory),
-        web.put("/fs/set_file_permissions", set_file_permissions),
-        web.put("/fs/move", move),
-        web.post("/fs/watch", start_watch),
+        json_route("GET", "/fs/list_files", ops.LIST_FILES),
+        json_route("GET", "/fs/file_info", ops.FILE_INFO),
+        json_route("PUT", "/fs/create_directory", ops.CREATE_DIRECTORY),
+        json_route("PUT", "/fs/delete_file", ops.DELETE_FILE),
+        json_route("PUT", "/fs/delete_directory", ops.DELETE_DIRECTORY),
+        json_route("PUT", "/fs/set_file_permissions", ops.SET_FILE_PERMISSIONS),
+        json_route("PUT", "/fs/move", ops.MOVE),
+        json_route("POST", "/fs/watch", ops.START_WATCH),
         web.get("/fs/watch/{watch_id}/events", watch_events, allow_head=False),
-        web.delete("/fs/watch/{watch_id}", stop_watch),
+        json_route("DELETE", "/fs/watch/{watch_id}", ops.STOP_WATCH),
         web.post("/fs/upload", upload),
         web.post("/fs/upload_zip", upload_zip),
         web.get("/fs/download_dir_zip", download_dir_zip, allow_head=False),

@@ -1,4 +1,5 @@
-"""The shapes /fs routes answer with (spec `FileInfo`, `FileSystemEvent`) and small value helpers."""
+"""The /fs operations' typed requests, the shapes they answer with (spec `FileInfo`, `FileSystemEvent`) and
+small value helpers."""
 
 from __future__ import annotations
 
@@ -8,7 +9,69 @@ import os
 import stat
 from typing import Any, Literal
 
+from ..timefmt import rfc3339
+
 EventType = Literal["CREATE", "WRITE", "DELETE", "RENAME"]
+
+
+# --- the typed requests of the /fs operations (fields: the spec's parameters and body fields) -----------
+# A field with a spec default has no default here: validation always fills it in.
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FsPath:
+    """Operations whose only field is a path: read_file, list_files, file_info, download_dir_zip (query),
+    delete_file and delete_directory (body)."""
+
+    path: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WriteFileRequest:
+    path: str
+    # None: a new file gets 644, a rewritten one keeps its mode (the body is raw bytes, read by http.py).
+    mode: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class CreateDirectoryRequest:
+    path: str
+    mode: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SetFilePermissionsRequest:
+    path: str
+    mode: str
+    owner: str | None = None
+    group: str | None = None
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MovePathRequest:
+    src_path: str
+    dest_path: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class StartFsWatchRequest:
+    path: str
+    recursive: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WatchRef:
+    """The watch of streamFsEvents and stopFsWatch."""
+
+    watch_id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class WatchStarted:
+    watch_id: str
+
+
+# --- responses -------------------------------------------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,7 +91,7 @@ class FileInfo:
             path=path,
             size_bytes=0 if is_dir else st.st_size,  # the spec: 0 for directories
             is_dir=is_dir,
-            mod_time=iso_time(st.st_mtime),
+            mod_time=rfc3339(datetime.datetime.fromtimestamp(st.st_mtime, tz=datetime.UTC)),
             mode=stat.filemode(st.st_mode),
         )
 
@@ -49,11 +112,6 @@ class FsEvent:
 
 def display_name(path: str) -> str:
     return os.path.basename(path.rstrip("/")) or "/"
-
-
-def iso_time(timestamp: float) -> str:
-    moment = datetime.datetime.fromtimestamp(timestamp, tz=datetime.UTC)
-    return moment.isoformat().replace("+00:00", "Z")
 
 
 def parse_mode(text: str) -> int:

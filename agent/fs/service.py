@@ -12,10 +12,8 @@ import asyncio
 import contextlib
 import errno
 import functools
-import grp
 import logging
 import os
-import pwd
 import shutil
 import stat
 import tempfile
@@ -26,6 +24,7 @@ from typing import IO, Any, TypeVar
 
 from ..config import Config
 from ..errors import BadRequest, Forbidden
+from ..identity import UnknownIdentity, gid_of, uid_of
 from .atomic import AtomicFile, SocketBody, make_parents, pump, pwritev_all, run_in, shielded, temp_name
 from .models import FileInfo, join_client_path, parse_mode
 from .paths import FsPaths, os_error
@@ -53,22 +52,12 @@ def _guarded(path: str, func: Callable[..., T], *args: Any) -> T:
         raise os_error(exc, path) from None
 
 
-def _uid(owner: str) -> int:
-    if owner.isdigit():
-        return int(owner)
+def _owner_ids(owner: str | None, group: str | None) -> tuple[int, int]:
+    """chown(2)'s (uid, gid), -1 for what stays; blocking (NSS)."""
     try:
-        return pwd.getpwnam(owner).pw_uid
-    except KeyError:
-        raise BadRequest(f"no such user: {owner!r}") from None
-
-
-def _gid(group: str) -> int:
-    if group.isdigit():
-        return int(group)
-    try:
-        return grp.getgrnam(group).gr_gid
-    except KeyError:
-        raise BadRequest(f"no such group: {group!r}") from None
+        return (uid_of(owner) if owner else -1), (gid_of(group) if group else -1)
+    except UnknownIdentity as exc:
+        raise BadRequest(f"no such {exc.kind}: {exc.name!r}") from None
 
 
 class FsService:
@@ -216,8 +205,8 @@ class FsService:
                 raise
             os.chmod(directory, mode)  # the umask must not narrow the mode asked for
 
-    async def create_directory(self, path: str, mode: str | None) -> None:
-        await self._call(path, self._mkdir, path, parse_mode(mode) if mode else 0o755)
+    async def create_directory(self, path: str, mode: str) -> None:
+        await self._call(path, self._mkdir, path, parse_mode(mode))
 
     def _delete_file(self, path: str) -> None:
         real = self.paths.resolve_entry(path)
@@ -247,8 +236,7 @@ class FsService:
     def _set_permissions(self, path: str, mode: int, owner: str | None, group: str | None) -> None:
         real = self.paths.resolve(path)
         os.stat(real)
-        uid = _uid(owner) if owner else -1
-        gid = _gid(group) if group else -1
+        uid, gid = _owner_ids(owner, group)
         if uid != -1 or gid != -1:
             os.chown(real, uid, gid)
         os.chmod(real, mode)  # after chown, which clears setuid/setgid

@@ -33,16 +33,14 @@ import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
-from watchfiles._rust_notify import RustNotify
-
 from ..errors import BadRequest, InternalError, NotFound
 from ..sse import EventBuffer
 from .atomic import is_temp_name
+from .compat import ADDED, DELETED, MODIFIED, Batch, inotify, next_batch
 from .models import EventType, FsEvent, join_client_path
 
 log = logging.getLogger(__name__)
 
-ADDED, MODIFIED, DELETED = 1, 2, 3
 DEBOUNCE_MS = 200  # a batch never spans more than this: events stay close to real time and in order
 STEP_MS = 25  # a batch ends after this long without a change
 MAX_REMEMBERED = 200_000  # paths whose inode a watch remembers (rename detection beyond: DELETE + CREATE)
@@ -201,7 +199,7 @@ class _Mapper:
             return []
         return sorted(out)
 
-    def map(self, raw: set[tuple[int, str]]) -> list[FsEvent]:
+    def map(self, raw: Batch) -> list[FsEvent]:
         self._real_dirs.clear()
         self._scan_budget = MAX_SCANNED_EVENTS
         added = {p for c, p in raw if c == ADDED}
@@ -349,7 +347,7 @@ class Watches:
     def _run(self, watch: Watch, loop: asyncio.AbstractEventLoop, ready: asyncio.Future[None]) -> None:
         try:
             try:
-                notify = RustNotify([watch.real], False, False, 300, watch.recursive, True)
+                notify = inotify(watch.real, watch.recursive)
             except FileNotFoundError:
                 loop.call_soon_threadsafe(self._settle, ready, NotFound(f"{watch.path}: no such directory"))
                 return
@@ -364,9 +362,9 @@ class Watches:
                 mapper.scan(watch.real, watch.recursive)
                 loop.call_soon_threadsafe(self._settle, ready, None)
                 while not watch.stop.is_set():
-                    raw = notify.watch(DEBOUNCE_MS, STEP_MS, 0, watch.stop)
-                    if isinstance(raw, str):
-                        continue  # "stop" ends the loop; "signal" and "timeout" do not concern a thread
+                    raw = next_batch(notify, DEBOUNCE_MS, STEP_MS, watch.stop)
+                    if raw is None:
+                        continue  # stopped (the loop ends), or a signal, which does not concern a thread
                     events = mapper.map(raw)
                     if events:
                         loop.call_soon_threadsafe(self._deliver, watch, events)

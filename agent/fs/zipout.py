@@ -18,6 +18,8 @@ import zlib
 from collections.abc import AsyncGenerator
 from concurrent.futures import Executor
 
+from .compat import set_compress_level
+
 log = logging.getLogger(__name__)
 
 CHUNK = 1024 * 1024
@@ -159,7 +161,7 @@ def _add_file(archive: zipfile.ZipFile, full: str, name: str) -> None:
         head = source.read(CHUNK)
         stored = not head or os.path.splitext(name)[1].lower() in STORED_SUFFIXES or _incompressible(head)
         info.compress_type = zipfile.ZIP_STORED if stored else zipfile.ZIP_DEFLATED
-        info._compresslevel = None if stored else COMPRESS_LEVEL  # type: ignore[attr-defined]
+        set_compress_level(info, None if stored else COMPRESS_LEVEL)
         # zip64 when the file is big or might grow past 4 GiB while we read it.
         with archive.open(info, "w", force_zip64=info.file_size > (1 << 31)) as target:
             chunk = head

@@ -9,6 +9,7 @@ from ..capability import Capability
 from ..config import Config
 from ..services import Services
 from . import PROCESS_KEY, http
+from .operations import OPERATIONS
 from .service import ProcessService
 
 
@@ -23,4 +24,6 @@ async def lifecycle(services: Services, config: Config) -> AsyncIterator[None]:
         await service.close()
 
 
-CAPABILITY = Capability(name="process", provides=(PROCESS_KEY,), lifecycle=lifecycle, routes=http.routes)
+CAPABILITY = Capability(
+    name="process", provides=(PROCESS_KEY,), lifecycle=lifecycle, routes=http.routes, operations=OPERATIONS
+)

@@ -1,10 +1,8 @@
-"""Routes under /process: parse (already validated) → ProcessService → serialize; the attach WebSocket."""
+"""Routes under /process: thin adapters over the process operations; the SSE stream, the attach WebSocket."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import json
 from collections.abc import AsyncIterator
@@ -15,23 +13,31 @@ from aiohttp import WSMsgType, web
 from .. import sse
 from ..config import Config
 from ..errors import AgentError, BadRequest
-from ..operation import services_of
-from ..spec import json_body
+from ..operation import json_route, services_of, typed_request
 from . import PROCESS_KEY
-from .models import CommandRequest, ExitEvent, OutputChunk, SpawnRequest, chunk_event, exit_event
+from . import operations as ops
+from .models import (
+    ExecResult,
+    ExitEvent,
+    OutputChunk,
+    ProcessAttachRequest,
+    ProcessRef,
+    chunk_event,
+    exit_event,
+)
 from .service import ManagedProcess, ProcessService
 
 # Results larger than this are base64- and JSON-encoded in a thread, off the event loop.
 _ENCODE_INLINE_MAX = 256 * 1024
 
 
-def _managed(request: web.Request) -> tuple[ProcessService, ManagedProcess]:
-    service = services_of(request).get(PROCESS_KEY)
-    return service, service.get(request.match_info["process_id"])
+def _service(request: web.Request) -> ProcessService:
+    return services_of(request).get(PROCESS_KEY)
 
 
 async def process_exec(request: web.Request) -> web.Response:
-    result = await services_of(request).get(PROCESS_KEY).exec(CommandRequest.from_body(json_body(request)))
+    """The exec operation, with its (possibly large) result encoded off the loop."""
+    result: ExecResult = await ops.EXEC.run(services_of(request), typed_request(request, ops.EXEC.request))
     if len(result.stdout) + len(result.stderr) > _ENCODE_INLINE_MAX:
         body = await asyncio.to_thread(result.encode)
     else:
@@ -39,18 +45,9 @@ async def process_exec(request: web.Request) -> web.Response:
     return web.Response(body=body, content_type="application/json")
 
 
-async def process_spawn(request: web.Request) -> web.Response:
-    result = await services_of(request).get(PROCESS_KEY).spawn(SpawnRequest.from_body(json_body(request)))
-    return web.json_response(result.to_json())
-
-
-async def process_status(request: web.Request) -> web.Response:
-    service, managed = _managed(request)
-    return web.json_response((await service.status(managed)).to_json())
-
-
 async def process_stdout_stream(request: web.Request) -> web.StreamResponse:
-    service, managed = _managed(request)
+    service = _service(request)
+    managed = service.get(typed_request(request, ProcessRef).process_id)
     after = sse.last_event_id(request)
 
     async def events() -> AsyncIterator[tuple[int | None, dict[str, Any]]]:
@@ -64,35 +61,13 @@ async def process_stdout_stream(request: web.Request) -> web.StreamResponse:
     return await sse.stream(request, events())
 
 
-async def process_stdin(request: web.Request) -> web.Response:
-    service, managed = _managed(request)
-    body = json_body(request)
-    try:
-        data = base64.b64decode(body["data_b64"], validate=True)
-    except (binascii.Error, ValueError):
-        raise BadRequest("field 'data_b64' is not valid base64") from None
-    written = await service.write_stdin(managed, data, eof=bool(body.get("eof")))
-    return web.json_response({"written_bytes": written})
-
-
-async def process_kill(request: web.Request) -> web.Response:
-    service, managed = _managed(request)
-    await service.kill(managed, json_body(request).get("signal", "TERM"))
-    return web.json_response({"ok": True})
-
-
-async def process_resize(request: web.Request) -> web.Response:
-    service, managed = _managed(request)
-    body = json_body(request)
-    service.resize(managed, body["rows"], body["cols"])
-    return web.json_response({"ok": True})
-
-
 # --- GET /process/{id}/attach: a terminal over a WebSocket (extension) ---------------------------------
 
 
 async def process_attach(request: web.Request) -> web.StreamResponse:
-    service, managed = _managed(request)
+    req = typed_request(request, ProcessAttachRequest)
+    service = _service(request)
+    managed = service.get(req.process_id)
     if managed.tty is None:
         raise BadRequest(
             f"process {managed.id} has no PTY (spawn it with allocate_tty: true); "
@@ -104,8 +79,7 @@ async def process_attach(request: web.Request) -> web.StreamResponse:
             "this route upgrades to a WebSocket: send a WebSocket handshake (Upgrade: websocket)"
         )
     await ws.prepare(request)
-    replay = request.query.get("replay", "true").lower() not in ("false", "0")
-    after = 0 if replay else managed.buffer.last_seq
+    after = 0 if req.replay else managed.buffer.last_seq
     output = service.tasks.spawn(_send_output(ws, service, managed, after), name=f"attach-{managed.id[:8]}")
     try:
         async for message in ws:
@@ -200,11 +174,11 @@ def _exit_message(event: ExitEvent) -> dict[str, Any]:
 def routes(config: Config) -> list[web.RouteDef]:
     return [
         web.post("/process/exec", process_exec),
-        web.post("/process/spawn", process_spawn),
-        web.get("/process/{process_id}/status", process_status),
-        web.get("/process/{process_id}/stdout/stream", process_stdout_stream),
-        web.post("/process/{process_id}/stdin", process_stdin),
-        web.post("/process/{process_id}/kill", process_kill),
-        web.post("/process/{process_id}/resize", process_resize),
-        web.get("/process/{process_id}/attach", process_attach),
+        json_route("POST", "/process/spawn", ops.SPAWN),
+        json_route("GET", "/process/{process_id}/status", ops.STATUS),
+        web.get("/process/{process_id}/stdout/stream", process_stdout_stream, allow_head=False),
+        json_route("POST", "/process/{process_id}/stdin", ops.STDIN),
+        json_route("POST", "/process/{process_id}/kill", ops.KILL),
+        json_route("POST", "/process/{process_id}/resize", ops.RESIZE),
+        web.get("/process/{process_id}/attach", process_attach, allow_head=False),
     ]

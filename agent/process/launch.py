@@ -1,7 +1,7 @@
 """Starting children (pipes or a PTY) and the fd plumbing around them, all on the event loop.
 
 Every child gets its own session, so its process group id is its pid and a signal to the group reaches
-everything it started (unless a grandchild made a session of its own; `descendants` finds those).
+everything it started (unless a grandchild made a session of its own; `agent.procgroup` finds those).
 A PTY child is started through `setsid --ctty`, which makes the PTY its controlling terminal before it
 execs the command: TIOCSCTTY must run in the child after setsid(), and a Python `preexec_fn` (or
 `pty.fork()`) is unsafe in a process that has threads, as the agent does.
@@ -14,10 +14,8 @@ import contextlib
 import dataclasses
 import errno
 import fcntl
-import grp
 import logging
 import os
-import pwd
 import shutil
 import signal
 import struct
@@ -28,26 +26,18 @@ from typing import Any
 
 import psutil
 
+from .. import identity as identity_module
 from ..errors import BadRequest, Forbidden, InternalError
+from ..identity import Identity, UnknownIdentity
 from .models import CommandRequest, StreamName, Terminal
 
 log = logging.getLogger(__name__)
 
-SHELL = "/bin/sh"
+SHELL = identity_module.DEFAULT_SHELL
 DEFAULT_TERM = "xterm-256color"
 # One read callback takes at most this much before letting other work run; big pipes mean big chunks.
 READ_BATCH = 256 * 1024
 PIPE_SIZE = 1024 * 1024
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Identity:
-    uid: int
-    gid: int
-    groups: tuple[int, ...]
-    name: str
-    home: str
-    shell: str
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -64,15 +54,6 @@ def find_setsid() -> str | None:
     return shutil.which("setsid")
 
 
-def _identity_for(entry: pwd.struct_passwd, group: int | None = None) -> Identity:
-    gid = entry.pw_gid if group is None else group
-    try:
-        groups = tuple(os.getgrouplist(entry.pw_name, gid))
-    except OSError:
-        groups = (gid,)
-    return Identity(entry.pw_uid, gid, groups, entry.pw_name, entry.pw_dir or "/", entry.pw_shell or SHELL)
-
-
 def needs_identity(req: CommandRequest) -> bool:
     return req.as_root or req.as_user is not None
 
@@ -80,22 +61,12 @@ def needs_identity(req: CommandRequest) -> bool:
 def resolve_identity(req: CommandRequest) -> Identity | None:
     """The user to run as: `as_user` ("name", "uid", optionally ":group") or `as_root`; blocking (NSS)."""
     if req.as_root:
-        entry = pwd.getpwuid(0)
-        identity = _identity_for(entry, 0)
+        identity = identity_module.root()
     elif req.as_user is not None:
-        spec = req.as_user.strip()
-        user, _, group_spec = spec.partition(":")
         try:
-            entry = pwd.getpwuid(int(user)) if user.isdigit() else pwd.getpwnam(user)
-        except KeyError:
-            raise BadRequest(f"as_user: no such user {user!r}") from None
-        group = None
-        if group_spec:
-            try:
-                group = int(group_spec) if group_spec.isdigit() else grp.getgrnam(group_spec).gr_gid
-            except KeyError:
-                raise BadRequest(f"as_user: no such group {group_spec!r}") from None
-        identity = _identity_for(entry, group)
+            identity = identity_module.parse_user(req.as_user)
+        except UnknownIdentity as exc:
+            raise BadRequest(f"as_user: {exc}") from None
     else:
         return None
     if os.geteuid() != 0 and identity.uid != os.geteuid():
@@ -307,35 +278,7 @@ class Closed(Exception):
     """The fd was closed while a write waited for room."""
 
 
-# --- signals and the process tree -----------------------------------------------------------------------
-
-
-def signal_group(pgid: int, sig: int) -> bool:
-    """Signal a whole process group; False when the group is gone."""
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        log.warning("not allowed to signal process group %d", pgid)
-    return True
-
-
-def descendants(pid: int) -> list[psutil.Process]:
-    """Every live descendant of `pid` (blocking: reads /proc)."""
-    try:
-        return psutil.Process(pid).children(recursive=True)
-    except psutil.Error:
-        return []
-
-
-def signal_tree(pgid: int, sig: int, others: list[psutil.Process]) -> None:
-    """Signal the group, and those descendants that left it (their own session or job-control group)."""
-    signal_group(pgid, sig)
-    for proc in others:
-        with contextlib.suppress(psutil.Error, OSError):
-            if os.getpgid(proc.pid) != pgid:
-                proc.send_signal(sig)  # psutil checks it is still the same process first
+# --- the process tree -----------------------------------------------------------------------------------
 
 
 def tree_usage(pid: int) -> tuple[float, float, int]:

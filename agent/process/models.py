@@ -1,4 +1,4 @@
-"""Requests and results of the /process routes, parsed from (already validated) JSON and back."""
+"""The /process operations' typed requests, what the service takes and gives, and their JSON shapes."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from ..errors import BadRequest
+from ..timefmt import rfc3339
 
 StreamName = Literal["stdout", "stderr"]
 DEFAULT_ROWS = 24
@@ -18,9 +19,12 @@ DEFAULT_COLS = 80
 TIMEOUT_EXIT_CODE = 124
 
 
+# --- what the service runs ----------------------------------------------------------------------------
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class CommandRequest:
-    """What to run and how: the fields ProcessExecRequest and ProcessSpawnRequest share."""
+    """What to run and how, checked (`ProcessExecRequest.command_request()`): what the service takes."""
 
     command: str
     args: tuple[str, ...] = ()
@@ -28,41 +32,12 @@ class CommandRequest:
     env: Mapping[str, str] = dataclasses.field(default_factory=dict)
     as_user: str | None = None
     as_root: bool = False
-    timeout_sec: int | None = None
-
-    @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> CommandRequest:
-        command: str = body["command"]
-        if not command.strip():
-            raise BadRequest("field 'command' must not be empty")
-        env: dict[str, str] = dict(body.get("env") or {})
-        for name in env:
-            if not name or "=" in name:
-                raise BadRequest(f"field 'env': invalid variable name {name!r}")
-        strings = [command, *(body.get("args") or ()), body.get("cwd") or "", body.get("as_user") or ""]
-        if any("\0" in s for s in [*strings, *env, *env.values()]):
-            raise BadRequest("command, args, cwd, as_user and env must not contain NUL characters")
-        as_user = body.get("as_user") or None
-        as_root = bool(body.get("as_root"))
-        if as_root and as_user is not None:
-            raise BadRequest("give as_user or as_root, not both")
-        timeout = body.get("timeout_sec")
-        if timeout is not None and timeout < 0:
-            raise BadRequest(f"field 'timeout_sec' must be >= 0, got {timeout}")
-        return cls(
-            command=command,
-            args=tuple(body.get("args") or ()),
-            cwd=body.get("cwd") or None,
-            env=env,
-            as_user=as_user,
-            as_root=as_root,
-            # 0 means no timeout, as the reference server does.
-            timeout_sec=timeout or None,
-        )
+    timeout_sec: int | None = None  # None: no timeout
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Terminal:
+    # The spec's defaults for ProcessSpawnRequest rows/cols (for in-process callers; requests carry them).
     rows: int = DEFAULT_ROWS
     cols: int = DEFAULT_COLS
 
@@ -72,13 +47,113 @@ class SpawnRequest:
     command: CommandRequest
     tty: Terminal | None
 
-    @classmethod
-    def from_body(cls, body: Mapping[str, Any]) -> SpawnRequest:
-        exec_fields = {k: v for k, v in body.items() if k not in ("allocate_tty", "rows", "cols")}
-        tty = None
-        if body.get("allocate_tty"):
-            tty = Terminal(rows=body.get("rows") or DEFAULT_ROWS, cols=body.get("cols") or DEFAULT_COLS)
-        return cls(CommandRequest.from_body(exec_fields), tty)
+
+def _command(
+    command: str,
+    args: tuple[str, ...],
+    cwd: str | None,
+    env: Mapping[str, str],
+    as_user: str | None,
+    as_root: bool,
+    timeout_sec: int | None,
+) -> CommandRequest:
+    """The checks the spec cannot express, and the request's fields as the service takes them."""
+    if not command.strip():
+        raise BadRequest("field 'command' must not be empty")
+    for name in env:
+        if not name or "=" in name:
+            raise BadRequest(f"field 'env': invalid variable name {name!r}")
+    strings = [command, *args, cwd or "", as_user or ""]
+    if any("\0" in s for s in [*strings, *env, *env.values()]):
+        raise BadRequest("command, args, cwd, as_user and env must not contain NUL characters")
+    as_user = as_user or None
+    if as_root and as_user is not None:
+        raise BadRequest("give as_user or as_root, not both")
+    if timeout_sec is not None and timeout_sec < 0:
+        raise BadRequest(f"field 'timeout_sec' must be >= 0, got {timeout_sec}")
+    return CommandRequest(
+        command=command,
+        args=args,
+        cwd=cwd or None,
+        env=dict(env),
+        as_user=as_user,
+        as_root=as_root,
+        # 0 means no timeout, as the reference server does.
+        timeout_sec=timeout_sec or None,
+    )
+
+
+# --- the typed requests of the /process operations (fields: the spec's parameters and body fields) -------
+# A field with a spec default has no default here: validation always fills it in.
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ProcessExecRequest:
+    command: str
+    args: tuple[str, ...]
+    env: Mapping[str, str]
+    as_root: bool
+    cwd: str | None = None
+    as_user: str | None = None
+    timeout_sec: int | None = None
+
+    def command_request(self) -> CommandRequest:
+        return _command(
+            self.command, self.args, self.cwd, self.env, self.as_user, self.as_root, self.timeout_sec
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ProcessSpawnRequest:
+    command: str
+    args: tuple[str, ...]
+    env: Mapping[str, str]
+    as_root: bool
+    allocate_tty: bool
+    rows: int
+    cols: int
+    cwd: str | None = None
+    as_user: str | None = None
+    timeout_sec: int | None = None
+
+    def spawn_request(self) -> SpawnRequest:
+        command = _command(
+            self.command, self.args, self.cwd, self.env, self.as_user, self.as_root, self.timeout_sec
+        )
+        return SpawnRequest(command, Terminal(self.rows, self.cols) if self.allocate_tty else None)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ProcessRef:
+    """The operations whose only field is the process: status, stdout stream."""
+
+    process_id: str
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ProcessStdinRequest:
+    process_id: str
+    data_b64: str
+    eof: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ProcessKillRequest:
+    process_id: str
+    signal: Literal["TERM", "KILL", "INT", "HUP"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ProcessResizeRequest:
+    process_id: str
+    rows: int
+    cols: int
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ProcessAttachRequest:
+    process_id: str
+    replay: bool
 
 
 # --- what a spawned process's output buffer holds ------------------------------------------------------
@@ -147,7 +222,7 @@ class SpawnResult:
     started_at: datetime.datetime
 
     def to_json(self) -> dict[str, Any]:
-        return {"process_id": self.process_id, "pid": self.pid, "started_at": iso(self.started_at)}
+        return {"process_id": self.process_id, "pid": self.pid, "started_at": rfc3339(self.started_at)}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -164,7 +239,3 @@ class StatusReport:
             out["exit_code"] = self.exit_code
             out["timed_out"] = self.timed_out
         return out
-
-
-def iso(moment: datetime.datetime) -> str:
-    return moment.astimezone(datetime.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")

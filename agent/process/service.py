@@ -21,10 +21,9 @@ import uuid
 from collections.abc import AsyncGenerator
 from typing import cast
 
-import psutil
-
 from ..config import Config
 from ..errors import BadRequest, NotFound, Unavailable
+from ..procgroup import descendants, signal_group, signal_tree, terminate
 from ..sse import EventBuffer
 from ..tasks import TaskGroup
 from .launch import (
@@ -33,15 +32,12 @@ from .launch import (
     Closed,
     FdReader,
     Launch,
-    descendants,
     exit_code_of,
     find_setsid,
     needs_identity,
     prepare,
     resolve_identity,
     set_winsize,
-    signal_group,
-    signal_tree,
     start,
     tree_usage,
 )
@@ -336,21 +332,9 @@ class ProcessService:
             managed.finish()
 
     async def _terminate(self, child: Child, grace: float | None = None) -> None:
-        """SIGTERM to the child's group and strays; SIGKILL to whatever is left after they died or the grace.
-
-        Orphans are reaped by init, which may take a while: a zombie does not count as alive, and the
-        closing SIGKILL to the group also catches anything forked after the snapshot.
-        """
+        """End the child's group and its strays (agent/procgroup.py): SIGTERM, the grace, SIGKILL."""
         grace = self.config.process_kill_grace_s if grace is None else grace
-        strays = await asyncio.to_thread(descendants, child.pid)
-        signal_tree(child.pid, signal.SIGTERM, strays)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + grace
-        while loop.time() < deadline:
-            if child.process.returncode is not None and not _any_alive(strays):
-                break
-            await asyncio.sleep(0.01)
-        signal_tree(child.pid, signal.SIGKILL, [p for p in strays if _alive(p)])
+        await terminate(child.pid, lambda: child.process.returncode is not None, grace)
 
     async def _reap_loop(self, interval: float) -> None:
         while True:
@@ -482,14 +466,3 @@ class ProcessService:
         await self._tasks.close()
         for managed in self._procs.values():
             managed.finish()
-
-
-def _alive(proc: psutil.Process) -> bool:
-    try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return False
-
-
-def _any_alive(procs: list[psutil.Process]) -> bool:
-    return any(_alive(proc) for proc in procs)
