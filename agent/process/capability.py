@@ -24,6 +24,16 @@ async def lifecycle(services: Services, config: Config) -> AsyncIterator[None]:
         await service.close()
 
 
+async def shutdown(services: Services) -> None:
+    await services.get(PROCESS_KEY).end_execs()
+
+
 CAPABILITY = Capability(
-    name="process", provides=(PROCESS_KEY,), lifecycle=lifecycle, routes=http.routes, operations=OPERATIONS
+    name="process",
+    provides=(PROCESS_KEY,),
+    lifecycle=lifecycle,
+    routes=http.routes,
+    operations=OPERATIONS,
+    # Running execs answer with what they have (exit 143) before the server stops waiting for requests.
+    shutdown=shutdown,
 )

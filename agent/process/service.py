@@ -446,6 +446,15 @@ class ProcessService:
 
     # --- shutdown --------------------------------------------------------------------------------------
 
+    async def end_execs(self) -> None:
+        """The agent is stopping: no new commands; running execs are ended (SIGTERM, then SIGKILL after
+        min(process_kill_grace_s, 1 s)) so that their requests answer with what they have (exit 143) while
+        the server still waits for in-flight requests, instead of being cut off."""
+        self._closing = True
+        children = list(self._execs.values())
+        grace = min(self.config.process_kill_grace_s, 1.0)
+        await asyncio.gather(*(self._terminate(c, grace) for c in children), return_exceptions=True)
+
     async def close(self) -> None:
         """End every child's process group, reap them, close every fd, stop the tasks."""
         self._closing = True

@@ -58,6 +58,16 @@ async def test_stopping_the_agent_ends_open_streams_cleanly(own_sandbox: Sandbox
         await _read_until(output, base64.b64encode(b"started\n"))
         (watched / "file").write_bytes(b"x")
         await _read_until(events, b'"CREATE"')
+        # An exec in flight when the agent stops answers with what it has (ended by SIGTERM: 143).
+        marker = box.state_dir / "exec-started"
+        in_flight = asyncio.ensure_future(
+            http.post(f"{base}/process/exec", json={"command": f"touch {marker}; echo partial; sleep 60"})
+        )
+        for _ in range(200):
+            if marker.exists():
+                break
+            await asyncio.sleep(0.05)
+        assert marker.exists(), "the exec never started"
 
         started = time.monotonic()
         stopping = asyncio.get_running_loop().run_in_executor(None, box.supervisorctl, "stop", "agent")
@@ -66,6 +76,11 @@ async def test_stopping_the_agent_ends_open_streams_cleanly(own_sandbox: Sandbox
         assert "stopped" in await stopping
         output.close()
         events.close()
+        async with await asyncio.wait_for(in_flight, 30) as answer:
+            assert answer.status == 200, await answer.text()
+            result = await answer.json()
+        assert result["exit_code"] == 143
+        assert base64.b64decode(result["stdout_b64"]) == b"partial\n"
     print(f"streams ended {ended_after * 1000:.0f} ms after the stop began")
     for rest in rests:
         assert b"shutting down" in rest
