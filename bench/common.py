@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.sandbox import Sandbox
-from tests.helpers.sandboxes import private_sandbox
+from harness.sandboxes import private_sandbox
 
 
 def sandbox(**overrides: Any) -> contextlib.AbstractContextManager[Sandbox]:

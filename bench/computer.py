@@ -9,7 +9,7 @@ import urllib.parse
 import aiohttp
 
 from agent.sandbox import Sandbox
-from tests.helpers.cdp import PageSession
+from harness.cdp import PageSession
 
 from .common import Timing, measure, report, sandbox
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from agent.sandbox import Sandbox
-from tests.helpers.rss import PeakRss
+from harness.rss import PeakRss
 
 from .common import Timing, report, sandbox
 

@@ -11,10 +11,10 @@ import aiohttp
 import pytest
 
 from agent.sandbox import Sandbox
-from tests.helpers.cdp import PageSession
+from harness.cdp import PageSession
+from harness.sandboxes import private_sandbox
 from tests.helpers.echo_server import EchoServer
 from tests.helpers.pages import PageServer
-from tests.helpers.sandboxes import private_sandbox
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ import pytest
 
 from agent.sandbox import Sandbox
 from agent.spec import Spec, check
-from tests.helpers.sandboxes import private_sandbox
+from harness.sandboxes import private_sandbox
 
 ERROR = Spec.load().schema_validator("Error")
 

@@ -16,8 +16,8 @@ from aiohttp import web
 from agent.cdp.connection import CDPConnection
 from agent.health.service import Readiness
 from agent.sandbox import Sandbox
+from harness.sandboxes import free_port, private_config, private_sandbox
 from tests.agent.cdp.test_restart import chromium_browser_process
-from tests.helpers.sandboxes import free_port, private_config, private_sandbox
 
 
 class FakeDevTools:

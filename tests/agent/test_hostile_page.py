@@ -24,10 +24,10 @@ from aiohttp import web
 from playwright.async_api import async_playwright
 
 from agent.sandbox import Sandbox
+from harness.cdp import PageSession
+from harness.sandboxes import private_sandbox
 from tests.conftest import AgentClient
-from tests.helpers.cdp import PageSession
 from tests.helpers.echo_server import EchoServer
-from tests.helpers.sandboxes import private_sandbox
 from tests.helpers.sdk import SESSION_ID, sdk_client
 
 ATTACK_HTML = """<!doctype html><html><head><meta charset="utf-8"><title>attacker</title></head><body>

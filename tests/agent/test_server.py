@@ -27,9 +27,9 @@ from aiohttp.web_server import Server
 
 from agent.sandbox import Sandbox
 from agent.server import GuardedHandler
+from harness.sandboxes import private_sandbox
 from tests.agent.process.conftest import Processes
 from tests.conftest import AgentClient
-from tests.helpers.sandboxes import private_sandbox
 
 TIMEOUT_S = 1.0
 # "Closed within a few seconds": the timeout plus generous slack for a busy 2-core machine.

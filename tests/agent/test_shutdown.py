@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from agent.sandbox import Sandbox
-from tests.helpers.sandboxes import private_sandbox
+from harness.sandboxes import private_sandbox
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ import pytest
 
 from agent.config import Config
 from agent.sandbox import REPO, Sandbox, SandboxError
-from tests.helpers.sandboxes import free_display, free_port
+from harness.sandboxes import free_display, free_port
 
 
 def _get(url: str) -> tuple[int, Any]:

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from agent.sandbox import Sandbox
-from tests.helpers.sandboxes import private_sandbox
+from harness.sandboxes import private_sandbox
 
 
 @pytest.fixture(scope="module")

@@ -16,9 +16,9 @@ import aiohttp
 import pytest
 
 from agent.sandbox import Sandbox
+from harness.rss import PeakRss
+from harness.sandboxes import private_sandbox
 from tests.conftest import AgentClient
-from tests.helpers.rss import PeakRss
-from tests.helpers.sandboxes import private_sandbox
 
 MIB = 2**20
 

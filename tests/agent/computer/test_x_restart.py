@@ -19,8 +19,8 @@ import aiohttp
 import pytest
 
 from agent.sandbox import Sandbox
+from harness.sandboxes import private_sandbox
 from tests.conftest import AgentClient, Reply
-from tests.helpers.sandboxes import private_sandbox
 
 RECOVERY_S = 30.0
 

@@ -21,8 +21,8 @@ from agent.curl import service as service_module
 from agent.curl.models import CurlRequest
 from agent.curl.service import CurlService
 from agent.errors import AgentError
+from harness.sandboxes import private_sandbox
 from tests.helpers.echo_server import EchoServer, closed_port
-from tests.helpers.sandboxes import private_sandbox
 
 FIXTURE = Path(__file__).with_name("exchanges.json")
 SMALL_CAP = 1000  # max_body_bytes of the "too big" cases

@@ -11,8 +11,8 @@ import aiohttp
 
 from agent.sandbox import Sandbox
 from agent.spec import Spec, check
+from harness.cdp import PageSession
 from tests.conftest import AgentClient, Reply
-from tests.helpers.cdp import PageSession
 from tests.helpers.echo_server import BINARY, EchoServer, closed_port
 
 SPEC = Spec.load()

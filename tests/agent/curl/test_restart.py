@@ -14,9 +14,9 @@ import aiohttp
 import pytest
 
 from agent.sandbox import Sandbox
+from harness.sandboxes import private_sandbox
 from tests.agent.cdp.test_restart import chromium_browser_process, generation, wait_for_generation
 from tests.helpers.echo_server import EchoServer
-from tests.helpers.sandboxes import private_sandbox
 
 
 @pytest.fixture(scope="module")

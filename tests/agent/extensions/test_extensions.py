@@ -18,8 +18,8 @@ import pytest
 
 from agent.sandbox import Sandbox
 from agent.supervisor_rpc import Supervisor
+from harness.sandboxes import private_sandbox
 from tests.helpers.echo_server import EchoServer
-from tests.helpers.sandboxes import private_sandbox
 from tests.helpers.sdk import SESSION_ID, sdk_client
 
 

@@ -11,8 +11,8 @@ import aiohttp
 import pytest
 
 from agent.sandbox import Sandbox
+from harness.sandboxes import private_sandbox
 from tests.agent.extensions.test_extensions import extension_zip, form, installed, upload
-from tests.helpers.sandboxes import private_sandbox
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ from pathlib import Path
 import aiohttp
 
 from agent.sandbox import Sandbox
+from harness.rss import PeakRss
 from tests.agent.fs.conftest import FsClient, agent_pid, sha256
-from tests.helpers.rss import PeakRss
 
 MiB = 1024 * 1024
 BIG = 400 * MiB

@@ -11,8 +11,8 @@ import websockets
 
 from agent.sandbox import Sandbox
 from agent.spec import Spec, check
+from harness.cdp import PageSession
 from tests.conftest import AgentClient
-from tests.helpers.cdp import PageSession
 from tests.helpers.echo_server import EchoServer
 
 SPEC = Spec.load()

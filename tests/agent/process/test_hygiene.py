@@ -13,8 +13,8 @@ import textwrap
 import aiohttp
 import psutil
 
+from harness.sandboxes import free_port
 from tests.conftest import AgentClient
-from tests.helpers.sandboxes import free_port
 
 from .conftest import Processes, attached, eventually, live, live_with_cmdline, secs
 
