@@ -26,7 +26,7 @@ bench: install
 clean:
 	rm -rf .sandbox .pytest_cache .mypy_cache .ruff_cache
 
-# The Dockerfile, proven without a Docker engine (root; see images/image-test.sh and README "The image").
+# The Dockerfile, proven without a Docker engine (root; see images/image-test.sh and docs/running.md).
 .PHONY: image-test
 image-test:
 	@images/image-test.sh
