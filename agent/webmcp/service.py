@@ -165,11 +165,14 @@ class WebmcpService:
             if target_id is not None and self._pages.get(str(target_id)) == params.get("sessionId"):
                 del self._pages[str(target_id)]
                 self._window_ids.pop(str(target_id), None)
+                self._tab_ids.pop(str(target_id), None)  # the tab is gone: its number is never reused
 
     async def _prepare(self, session: str, info: dict[str, Any], waiting: bool) -> None:
         target_id = str(info.get("targetId"))
         try:
             if info.get("type") == "page" and not info.get("subtype"):
+                # Chromium runs a session's new-document scripts only while its Page domain is enabled.
+                await self.cdp.send("Page.enable", session_id=session, timeout=5)
                 script = {"source": SHIM, "runImmediately": True}
                 await self.cdp.send(
                     "Page.addScriptToEvaluateOnNewDocument", script, session_id=session, timeout=5
@@ -348,8 +351,13 @@ class WebmcpService:
                     "timeout": 5000,
                 }
                 reply = await self.cdp.send("Runtime.evaluate", params, session_id=session, timeout=10)
-            except (CDPError, TimeoutError) as exc:
+            except CDPError as exc:
+                if "terminated" in exc.message:  # the evaluation's own time limit
+                    raise BadRequest("field 'source' did not evaluate within 5 s") from None
                 log.debug("webmcp: cannot check a source in %s: %s", target_id, exc)
+                continue
+            except TimeoutError:
+                log.debug("webmcp: cannot check a source in %s: no answer", target_id)
                 continue
             if "exceptionDetails" in reply:
                 details = reply["exceptionDetails"]

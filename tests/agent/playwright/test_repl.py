@@ -135,8 +135,12 @@ async def test_calls_are_serialized(agent: AgentClient) -> None:
     slow = repl(
         agent, "log.push('slow-start'); await new Promise(r => setTimeout(r, 300)); log.push('slow-end')"
     )
-    fast = repl(agent, "log.push('fast')")
-    results = await asyncio.gather(slow, fast)
+
+    async def fast() -> dict[str, Any]:
+        await asyncio.sleep(0.1)  # sent while the slow call runs
+        return await repl(agent, "log.push('fast')")
+
+    results = await asyncio.gather(slow, fast())
     assert all(r["success"] for r in results)
     data = await repl(agent, "repl.write(log.join(','))")
     assert texts(data) == "slow-start,slow-end,fast"
