@@ -29,6 +29,7 @@ from .screenshot.capability import CAPABILITY as SCREENSHOT
 from .services import Services
 from .spec import SPEC_KEY, Spec
 from .unimplemented import complete as complete_spec
+from .webmcp.capability import CAPABILITY as WEBMCP
 
 CONFIG_KEY = web.AppKey("config", Config)
 
@@ -67,7 +68,7 @@ NO_DISPLAY_CAPABILITY = Capability(name="no_display", routes=_refusing, health=_
 
 def capabilities(config: Config) -> Sequence[Capability]:
     display = [NO_DISPLAY_CAPABILITY] if config.headless else [COMPUTER, SCREENSHOT, CLIPBOARD]
-    return [SPEC, CDP, HEALTH, *display, FS, PROCESS, CURL, PLAYWRIGHT, LOGS, EXTENSIONS]
+    return [SPEC, CDP, HEALTH, *display, FS, PROCESS, CURL, PLAYWRIGHT, LOGS, EXTENSIONS, WEBMCP]
 
 
 def build_app(config: Config, spec: Spec | None = None) -> web.Application:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-FAMILIES = ["computer", "process", "cdp", "fs", "logs", "extensions"]
+FAMILIES = ["computer", "process", "cdp", "fs", "logs", "extensions", "repl"]
 
 
 def main(argv: list[str]) -> int:

@@ -1,5 +1,5 @@
-"""POST /playwright/execute, and the executors it runs in (GET/DELETE /playwright/executors, extensions):
-thin adapters over the Playwright operations."""
+"""POST /playwright/execute, the executors it runs in (GET/DELETE /playwright/executors, extensions) and
+POST /repl: thin adapters over the Playwright operations."""
 
 from __future__ import annotations
 
@@ -15,4 +15,5 @@ def routes(config: Config) -> list[web.RouteDef]:
         json_route("POST", "/playwright/execute", ops.EXECUTE),
         json_route("GET", "/playwright/executors", ops.LIST_EXECUTORS),
         json_route("DELETE", "/playwright/executors/{name}", ops.DELETE_EXECUTOR),
+        json_route("POST", "/repl", ops.REPL),
     ]

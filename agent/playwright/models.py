@@ -25,3 +25,10 @@ class ListPlaywrightExecutorsRequest:
 class DeletePlaywrightExecutorRequest:
     name: str
     close_tab: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplRequest:
+    code: str
+    reset: bool
+    timeout_sec: int

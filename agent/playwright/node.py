@@ -39,8 +39,17 @@ class WorkerGone(Exception):
 class Worker:
     """One Node process running worker.mjs; requests on its stdin, answers on a pipe of their own."""
 
-    def __init__(self, node: Path, core: Path, endpoint: str, name: str, temp_dir: Path | None) -> None:
+    def __init__(
+        self,
+        node: Path,
+        core: Path,
+        endpoint: str,
+        name: str,
+        temp_dir: Path | None,
+        node_args: tuple[str, ...] = (),
+    ) -> None:
         self.node, self.core, self.endpoint, self.name = node, core, endpoint, name
+        self.node_args = node_args
         self.temp_dir = temp_dir
         self.process: asyncio.subprocess.Process | None = None
         self.info: dict[str, Any] = {}
@@ -72,6 +81,7 @@ class Worker:
             self.process = await asyncio.create_subprocess_exec(
                 str(self.node),
                 "--no-warnings",  # stripTypeScriptTypes is "experimental" and says so on every start
+                *self.node_args,
                 str(WORKER_SCRIPT),
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,

@@ -21,6 +21,10 @@ async def _delete_executor(services: Services, req: models.DeletePlaywrightExecu
     await services.get(PLAYWRIGHT_KEY).delete(req.name, close_tab=req.close_tab)
 
 
+async def _repl(services: Services, req: models.ReplRequest) -> dict[str, Any]:
+    return await services.get(PLAYWRIGHT_KEY).run_repl(req.code, reset=req.reset, timeout_s=req.timeout_sec)
+
+
 EXECUTE = Operation("executePlaywrightCode", models.ExecutePlaywrightRequest, _execute)
 LIST_EXECUTORS = Operation("listPlaywrightExecutors", models.ListPlaywrightExecutorsRequest, _list_executors)
 # 204 with an empty body.
@@ -28,4 +32,6 @@ DELETE_EXECUTOR = Operation(
     "deletePlaywrightExecutor", models.DeletePlaywrightExecutorRequest, _delete_executor, status=204
 )
 
-OPERATIONS: tuple[Operation[Any], ...] = (EXECUTE, LIST_EXECUTORS, DELETE_EXECUTOR)
+REPL = Operation("executeBrowserRepl", models.ReplRequest, _repl)
+
+OPERATIONS: tuple[Operation[Any], ...] = (EXECUTE, LIST_EXECUTORS, DELETE_EXECUTOR, REPL)

@@ -23,6 +23,7 @@ from ..cdp.connection import CDPConnection
 from ..errors import NotFound, Unavailable
 from .executors import DEFAULT_EXECUTOR, Executor, ExecutorGone, Executors, gone_result, now
 from .node import Worker, WorkerGone, bundled_driver
+from .repl import Repl
 from .tabs import Tabs
 
 __all__ = ["PlaywrightService", "bundled_driver"]  # bench/cdp.py takes the bundled driver from here
@@ -48,6 +49,7 @@ class PlaywrightService:
         self.temp_dir = temp_dir
         self.executors = Executors(self._start_worker, max_executors=max_executors)
         self.tabs = Tabs(cdp, connect_wait_s=connect_wait_s)
+        self.repl = Repl(self._start_repl_worker, self.tabs)
         self._closed = False
 
     def warm_up(self) -> None:
@@ -61,6 +63,17 @@ class PlaywrightService:
         worker = Worker(self.node, self.core, self.endpoint, name, self.temp_dir)
         await worker.start(self.start_timeout_s)
         return worker
+
+    async def _start_repl_worker(self) -> Worker:
+        # --expose-internals: the REPL rewrites top-level await with Node's own internal/repl/await.
+        worker = Worker(self.node, self.core, self.endpoint, "repl", self.temp_dir, ("--expose-internals",))
+        await worker.start(self.start_timeout_s)
+        return worker
+
+    async def run_repl(self, code: str, *, reset: bool, timeout_s: int) -> dict[str, Any]:
+        if self._closed:
+            raise Unavailable("the agent is shutting down")
+        return await self.repl.run(code, reset=reset, timeout_s=timeout_s)
 
     # --- calls ---------------------------------------------------------------------------------------------
 
@@ -158,6 +171,7 @@ class PlaywrightService:
 
     async def close(self) -> None:
         self._closed = True
+        await self.repl.close()
         await self.executors.close()
         for executor in self.executors.items.values():
             if not executor.pinned and executor.target_id is not None:

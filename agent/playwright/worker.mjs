@@ -9,6 +9,9 @@
 //   request  {id, code, target_id, timeout_ms}
 //   answer   {id, success, result?, error?, stdout, stderr}
 //   first    {ready: true, node, playwright}
+//   repl     {id, kind: "repl", code, target_id, timeout_ms}
+//            → {id, success, error?, stack?, content: [{type: "text", channel, text} | {type: "image", ...}],
+//               content_truncated}
 // Code runs in a fresh async function scope with `page`, `context`, `browser` and a `console` whose output is
 // captured per call. TypeScript is accepted: when the code does not parse as JavaScript, Node's own type
 // stripper (module.stripTypeScriptTypes, strip-only) removes the annotations first. The agent enforces the
@@ -18,6 +21,8 @@ import { readFileSync, writeSync } from "node:fs";
 import { Console } from "node:console";
 import module from "node:module";
 import readline from "node:readline";
+import util from "node:util";
+import vm from "node:vm";
 
 const { chromium } = await import(process.env.AGENT_PLAYWRIGHT_CORE);
 const endpoint = process.env.AGENT_CDP_ENDPOINT;
@@ -187,6 +192,167 @@ async function run(request) {
   return answer;
 }
 
+// --- the persistent REPL (POST /repl): a worker of its own, started with --expose-internals -----------------
+//
+// Code runs as a script in this process's main context, so top-level let/const/class/function bindings stay
+// in its global lexical scope for later calls (as in Node's own REPL). Code with top-level await is rewritten
+// by the same function Node's REPL uses (internal/repl/await: declarations hoisted to the script's top level,
+// the rest in an async IIFE), which keeps those bindings persistent too.
+
+const TEXT_LIMIT = 1024 * 1024; // characters of text output per call
+const IMAGE_LIMIT = 8 * 1024 * 1024; // bytes of image output per call (before base64)
+const processTopLevelAwait = process.execArgv.includes("--expose-internals")
+  ? module.createRequire(import.meta.url)("internal/repl/await").processTopLevelAwait
+  : null;
+let sink = null; // the running call's output; output after a call ended (a timer) is dropped
+let replPage = null;
+const pageSessions = new WeakMap(); // Page → CDPSession
+let browserSession = null; // [Browser, CDPSession]
+
+function emitText(channel, text) {
+  const out = sink;
+  if (!out) return;
+  let chunk = String(text);
+  if (out.text + chunk.length > TEXT_LIMIT) {
+    chunk = chunk.slice(0, Math.max(0, TEXT_LIMIT - out.text));
+    out.truncated = true;
+  }
+  if (!chunk) return;
+  out.text += chunk.length;
+  const last = out.parts[out.parts.length - 1];
+  if (last && last.type === "text" && last.channel === channel) last.text += chunk;
+  else out.parts.push({ type: "text", channel, text: chunk });
+}
+
+function emitImage(data, mimeType = "image/png") {
+  let bytes;
+  if (typeof data === "string") {
+    const url = /^data:([^;,]+);base64,(.*)$/s.exec(data);
+    if (url) [mimeType, data] = [url[1], url[2]];
+    bytes = Buffer.from(data, "base64");
+  } else if (data instanceof ArrayBuffer || ArrayBuffer.isView(data)) {
+    bytes = Buffer.from(data instanceof ArrayBuffer ? data : data.buffer, data.byteOffset || 0, data.byteLength);
+  } else {
+    throw new TypeError("repl.emitImage(data, mimeType): data must be a Buffer, a Uint8Array or base64 text");
+  }
+  if (typeof mimeType !== "string" || !mimeType.startsWith("image/")) {
+    throw new TypeError(`repl.emitImage: mimeType must be an image/* type, got ${mimeType}`);
+  }
+  const out = sink;
+  if (!out) return;
+  if (out.image + bytes.length > IMAGE_LIMIT) {
+    out.truncated = true;
+    return;
+  }
+  out.image += bytes.length;
+  out.parts.push({ type: "image", mime_type: mimeType, data_b64: bytes.toString("base64") });
+}
+
+const show = (value) => (typeof value === "string" ? value : util.inspect(value, { depth: 4 }));
+
+const HELP = {
+  write: "repl.write(...values): text output (channel 'write'); strings as they are, others inspected, joined by spaces, no newline added.",
+  emitImage: "repl.emitImage(data, mimeType = 'image/png'): image output; data is a Buffer/Uint8Array, base64 text or a data: URL. Example: repl.emitImage(await page.screenshot())",
+  cdp: "await repl.cdp(method, params = {}): a raw CDP command on a browser-level session. Example: await repl.cdp('Target.getTargets')",
+  pageCdp: "await repl.pageCdp(method, params = {}, target = page): a raw CDP command on a session attached to a page. Example: await repl.pageCdp('Runtime.evaluate', {expression: '1+1'})",
+  cdpEndpoint: "repl.cdpEndpoint: Chromium's DevTools HTTP endpoint, for a CDP client of your own.",
+  help: "repl.help(name?): this list, or the help of one helper.",
+  page: "page: the tab the user sees, bound again at the start of every call (keep a page of your own in another binding).",
+  context: "context: page's BrowserContext (Playwright).",
+  browser: "browser: the Playwright Browser connected over CDP.",
+  console: "console.log/info/debug → channel 'stdout'; console.error/warn → channel 'stderr'.",
+};
+
+const repl = Object.freeze({
+  write: (...values) => emitText("write", values.map(show).join(" ")),
+  emitImage,
+  help(name) {
+    if (name === undefined) {
+      emitText("write", "Helpers (repl.help(name) for one):\n" + Object.keys(HELP).map((k) => `  ${k}`).join("\n") + "\n");
+    } else if (Object.hasOwn(HELP, name)) {
+      emitText("write", HELP[name] + "\n");
+    } else {
+      emitText("write", `no helper named ${JSON.stringify(name)}; repl.help() lists them\n`);
+    }
+  },
+  async cdp(method, params = {}) {
+    const connected = await ensureBrowser(Date.now() + 30000);
+    if (!browserSession || browserSession[0] !== connected) {
+      browserSession = [connected, await connected.newBrowserCDPSession()];
+    }
+    return browserSession[1].send(method, params);
+  },
+  async pageCdp(method, params = {}, target = replPage) {
+    if (!target) throw new Error("there is no page to send to");
+    let session = pageSessions.get(target);
+    if (!session) {
+      session = await target.context().newCDPSession(target);
+      pageSessions.set(target, session);
+    }
+    return session.send(method, params);
+  },
+  cdpEndpoint: endpoint,
+});
+
+const replConsole = new Console({
+  stdout: { write: (chunk) => (emitText("stdout", chunk), true) },
+  stderr: { write: (chunk) => (emitText("stderr", chunk), true) },
+  colorMode: false,
+  ignoreErrors: false,
+});
+
+function describeRepl(error) {
+  if (error instanceof Error) {
+    const stack = String(error.stack || "")
+      .split("\n")
+      .filter((line) => !/^\s+at .*(worker\.mjs|node:internal|node:vm)/.test(line))
+      .join("\n");
+    return { message: `${error.name}: ${error.message}`, stack };
+  }
+  return { message: `Thrown: ${typeof error === "string" ? error : util.inspect(error)}`, stack: "" };
+}
+
+async function runRepl(request) {
+  const out = (sink = { parts: [], text: 0, image: 0, truncated: false });
+  const answer = { id: request.id, success: false };
+  const deadline = Date.now() + (request.timeout_ms || 60000);
+  try {
+    if (request.code.trim()) {
+      const connected = await ensureBrowser(deadline);
+      replPage = request.target_id ? await findPage(connected, request.target_id, deadline) : null;
+      Object.assign(globalThis, {
+        page: replPage,
+        context: replPage ? replPage.context() : connected.contexts()[0],
+        browser: connected,
+        repl,
+        console: replConsole,
+      });
+      let rewritten = null;
+      try {
+        rewritten = processTopLevelAwait ? processTopLevelAwait(request.code) : null;
+      } catch {
+        // not parseable: compiling it as it is reports the syntax error
+      }
+      const script = new vm.Script(rewritten ?? request.code, {
+        filename: "<repl>",
+        importModuleDynamically: vm.constants.USE_MAIN_CONTEXT_DEFAULT_LOADER,
+      });
+      const value = script.runInThisContext({ displayErrors: false });
+      if (rewritten !== null) await value; // the IIFE: its rejection is the code's error; values are ignored
+    }
+    answer.success = true;
+  } catch (error) {
+    const { message, stack } = describeRepl(error);
+    answer.error = message;
+    if (stack) answer.stack = stack;
+  } finally {
+    sink = null;
+  }
+  answer.content = out.parts;
+  answer.content_truncated = out.truncated;
+  return answer;
+}
+
 // Warm up: be connected before the first call.
 ensureBrowser(Date.now() + 30000).catch(() => {});
 
@@ -206,7 +372,7 @@ lines.on("line", (line) => {
       reply({ id: null, success: false, error: `bad request line: ${error.message}`, stdout: "", stderr: "" });
       return;
     }
-    reply(await run(request));
+    reply(await (request.kind === "repl" ? runRepl(request) : run(request)));
   });
 });
 lines.on("close", () => process.exit(0));

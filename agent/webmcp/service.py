@@ -1,0 +1,418 @@
+"""WebMCP over the shared CDP connection.
+
+Chromium 156 (Debian) has WebMCP only behind a feature flag that is off, so the agent injects `shim.js` into
+every document of every tab: a browser session of its own auto-attaches to every page target (new tabs wait
+until the script is added, existing ones get it for their current document too, `runImmediately`). Tools are
+not mirrored here: a listing asks each page's top-level document for its live registrations, so a tool is
+gone as soon as its document is. A `tool_ref` names the target, the document (a token the shim draws per
+document), the tool and its registration: invoking a ref whose document or registration is gone is a 404,
+never a call of something else. An invocation is sent once; if it does not finish in time, or its tab or
+document goes away meanwhile, the answer is `status: error` with `error_text` starting `outcome_unknown` and
+nothing is retried.
+
+Custom tools (POST /webmcp/custom-tools): `source` is a JavaScript expression evaluating to an array of
+`{match: {url_patterns}, tool: {name, description, inputSchema, ...}, execute(input)}`. It is checked in an
+isolated world (no access to the page) and kept; each tool is listed once per tab whose top-level URL matches
+one of its URLPatterns, and runs there (the source evaluated again in the page's main world).
+
+Not covered: tools registered by embedded frames (only top-level documents are asked), CDP-backed (REPL)
+custom tools.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import dataclasses
+import itertools
+import json
+import logging
+import re
+import secrets
+from pathlib import Path
+from typing import Any
+
+from ..cdp.connection import CDPConnection, CDPDisconnected, CDPError, Event, Subscription
+from ..errors import BadRequest, NotFound, Unavailable
+from ..tasks import TaskGroup
+
+log = logging.getLogger(__name__)
+
+SHIM = Path(__file__).with_name("shim.js").read_text()
+_PAGES = [{"type": "page", "exclude": False}, {"exclude": True}]
+NAMESPACE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+MAX_INPUT_BYTES = 1024 * 1024
+MAX_SOURCE_BYTES = 8_000_000
+MAX_CUSTOM_TOOLS = 1000
+MAX_CUSTOM_SOURCE_BYTES = 64 * 1024 * 1024  # all kept sources together
+PROBE_TIMEOUT_S = 5.0
+REF_PREFIX = "wmt_"
+
+# Checks a custom tools source (evaluated in an isolated world): see check.js.
+_CHECK_BEFORE, _CHECK_AFTER = Path(__file__).with_name("check.js").read_text().split("__SOURCE__", 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class CustomTool:
+    id: str
+    namespace: str
+    kind: str
+    url_patterns: list[str]
+    tool: dict[str, Any]
+    source: str
+
+    def definition(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "match": {"url_patterns": self.url_patterns},
+            "namespace": self.namespace,
+            "tool": self.tool,
+        }
+
+
+def encode_ref(kind: str, target_id: str, doc: str, key: str, reg: int) -> str:
+    raw = json.dumps([kind, target_id, doc, key, reg], separators=(",", ":")).encode()
+    return REF_PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_ref(ref: str) -> tuple[str, str, str, str, int]:
+    try:
+        if not ref.startswith(REF_PREFIX):
+            raise ValueError(ref)
+        body = ref[len(REF_PREFIX) :]
+        kind, target_id, doc, key, reg = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+        if kind not in ("page", "custom") or not all(isinstance(v, str) for v in (target_id, doc, key)):
+            raise ValueError(ref)
+        return kind, target_id, doc, key, int(reg)
+    except (ValueError, TypeError, binascii.Error):
+        raise BadRequest(f"{ref!r} is not a tool_ref from GET /webmcp/tools") from None
+
+
+def _outcome_unknown(invocation_id: str, why: str) -> dict[str, Any]:
+    return {
+        "invocation_id": invocation_id,
+        "status": "error",
+        "error_text": f"outcome_unknown: {why}; the invocation was not retried (it may have had effects)",
+    }
+
+
+class WebmcpService:
+    def __init__(self, cdp: CDPConnection) -> None:
+        self.cdp = cdp
+        self._tasks = TaskGroup("webmcp")
+        self._pages: dict[str, str] = {}  # page target id → our session on it (current connection)
+        self._tab_ids: dict[str, int] = {}
+        self._window_ids: dict[str, int] = {}
+        self._next_tab = itertools.count(1)
+        self._custom: dict[str, CustomTool] = {}
+        self._ready = asyncio.Event()  # auto-attach is set up on the current connection
+        self._state = asyncio.Event()
+        self._subscription: Subscription | None = None
+        self._remove_state: Any = None
+        self._closed = False
+
+    # --- attaching to every page ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._remove_state = self.cdp.on_state(lambda connected, generation: self._state.set())
+        self._tasks.spawn(self._run(), name="webmcp-attach")
+
+    async def _run(self) -> None:
+        while not self._closed:
+            try:
+                await self.cdp.wait_connected(3600)
+            except CDPDisconnected:
+                continue
+            generation = self.cdp.generation
+            self._state.clear()
+            try:
+                await self._attach_all()
+            except (CDPError, TimeoutError) as exc:
+                log.warning("webmcp: cannot attach to the tabs: %s", exc)
+                await asyncio.sleep(0.5)
+                continue
+            while self.cdp.connected and self.cdp.generation == generation:
+                await self._state.wait()
+                self._state.clear()
+            self._ready.clear()
+            self._pages.clear()
+            if self._subscription is not None:
+                self._subscription.close()
+                self._subscription = None
+
+    async def _attach_all(self) -> None:
+        session = (await self.cdp.send("Target.attachToBrowserTarget"))["sessionId"]
+        if self._subscription is not None:
+            self._subscription.close()
+        self._subscription = self.cdp.subscribe(self._on_event, session_id=session)
+        params = {"autoAttach": True, "waitForDebuggerOnStart": True, "flatten": True, "filter": _PAGES}
+        await self.cdp.send("Target.setAutoAttach", params, session_id=session)
+        self._ready.set()
+
+    def _on_event(self, event: Event) -> None:
+        params = event.get("params", {})
+        if event.get("method") == "Target.attachedToTarget":
+            info = params.get("targetInfo", {})
+            self._tasks.spawn(
+                self._prepare(str(params["sessionId"]), info, bool(params.get("waitingForDebugger"))),
+                name="webmcp-prepare",
+            )
+        elif event.get("method") == "Target.detachedFromTarget":
+            target_id = params.get("targetId")
+            if target_id is not None and self._pages.get(str(target_id)) == params.get("sessionId"):
+                del self._pages[str(target_id)]
+                self._window_ids.pop(str(target_id), None)
+                self._tab_ids.pop(str(target_id), None)  # the tab is gone: its number is never reused
+
+    async def _prepare(self, session: str, info: dict[str, Any], waiting: bool) -> None:
+        target_id = str(info.get("targetId"))
+        try:
+            if info.get("type") == "page" and not info.get("subtype"):
+                # Chromium runs a session's new-document scripts only while its Page domain is enabled.
+                await self.cdp.send("Page.enable", session_id=session, timeout=5)
+                script = {"source": SHIM, "runImmediately": True}
+                await self.cdp.send(
+                    "Page.addScriptToEvaluateOnNewDocument", script, session_id=session, timeout=5
+                )
+                self._pages[target_id] = session
+                self._tab_ids.setdefault(target_id, next(self._next_tab))
+        except (CDPError, TimeoutError) as exc:
+            log.debug("webmcp: cannot prepare %s: %s", target_id, exc)
+        finally:
+            if waiting:  # a new tab waits for us: never leave it paused
+                with contextlib.suppress(CDPError, TimeoutError):
+                    await self.cdp.send("Runtime.runIfWaitingForDebugger", session_id=session, timeout=5)
+
+    async def _wait_ready(self) -> None:
+        try:
+            await self.cdp.wait_connected(10)
+            await asyncio.wait_for(self._ready.wait(), 10)
+        except (CDPDisconnected, TimeoutError):
+            raise Unavailable("Chromium is not reachable") from None
+
+    # --- listing ----------------------------------------------------------------------------------------
+
+    async def _window_of(self, target_id: str) -> int:
+        window = self._window_ids.get(target_id)
+        if window is None:
+            try:
+                reply = await self.cdp.send("Browser.getWindowForTarget", {"targetId": target_id}, timeout=5)
+                window = int(reply["windowId"])
+            except (CDPError, TimeoutError, KeyError):
+                return 0
+            self._window_ids[target_id] = window
+        return window
+
+    async def _probe(self, target_id: str, session: str, patterns: list[list[Any]]) -> list[dict[str, Any]]:
+        expression = (
+            "(() => { const w = window.__agentWebmcp; const P = " + json.dumps(patterns) + ";"
+            " return {url: location.href.split('#')[0], title: document.title, doc: w ? w.doc : null,"
+            " tools: w ? w.list() : [],"
+            " custom: w ? P.filter(([id, ps]) => w.matches(ps)).map(([id]) => id) : []};"
+            " })()"
+        )
+        try:
+            reply = await self.cdp.send(
+                "Runtime.evaluate",
+                {"expression": expression, "returnByValue": True},
+                session_id=session,
+                timeout=PROBE_TIMEOUT_S,
+            )
+        except (CDPError, TimeoutError):
+            return []  # closing, navigating or hung: it offers nothing right now
+        page = reply.get("result", {}).get("value")
+        if not isinstance(page, dict) or not page.get("doc"):
+            return []
+        source = {
+            "frame": None,
+            "page_title": str(page.get("title", "")),
+            "page_url": str(page.get("url", "")),
+            "tab_id": self._tab_ids.setdefault(target_id, next(self._next_tab)),
+            "window_id": await self._window_of(target_id),
+        }
+        doc = str(page["doc"])
+        out = [
+            {
+                "tool_ref": encode_ref("page", target_id, doc, str(item["tool"]["name"]), int(item["reg"])),
+                "tool": item["tool"],
+                "source": source,
+            }
+            for item in page.get("tools", [])
+        ]
+        for custom_id in page.get("custom", []):
+            custom = self._custom.get(str(custom_id))
+            if custom is None:
+                continue
+            out.append(
+                {
+                    "tool_ref": encode_ref("custom", target_id, doc, custom.id, 0),
+                    "tool": custom.tool,
+                    "source": {
+                        **source,
+                        "custom": {"id": custom.id, "namespace": custom.namespace},
+                        "target_id": target_id,
+                    },
+                }
+            )
+        return out
+
+    async def list_tools(self, *, exclude_custom: bool) -> list[dict[str, Any]]:
+        await self._wait_ready()
+        custom = [] if exclude_custom else [[c.id, c.url_patterns] for c in self._custom.values()]
+        pages = sorted(self._pages.items(), key=lambda item: self._tab_ids.get(item[0], 0))
+        found = await asyncio.gather(*(self._probe(target, session, custom) for target, session in pages))
+        return [tool for tools in found for tool in tools]
+
+    # --- invoking ---------------------------------------------------------------------------------------
+
+    async def invoke(self, tool_ref: str, tool_input: dict[str, Any], *, timeout_s: int) -> dict[str, Any]:
+        kind, target_id, doc, key, reg = decode_ref(tool_ref)
+        encoded_input = json.dumps(tool_input)
+        if len(encoded_input.encode()) > MAX_INPUT_BYTES:
+            raise BadRequest(f"field 'input' is over {MAX_INPUT_BYTES} bytes as JSON")
+        await self._wait_ready()
+        session = self._pages.get(target_id)
+        if session is None:
+            raise NotFound("the tool's tab is gone; list the tools again")
+        d = json.dumps(doc)
+        if kind == "page":
+            expression = (
+                f"window.__agentWebmcp ? window.__agentWebmcp.invoke({d}, {reg}, {json.dumps(key)}, "
+                f"{encoded_input}) : {{state: 'gone'}}"
+            )
+        else:
+            custom = self._custom.get(key)
+            if custom is None:
+                raise NotFound(f"no custom tool {key!r} (deleted?)")
+            expression = (
+                "(async () => { const w = window.__agentWebmcp;"
+                f" if (!w || w.doc !== {d} || !w.matches({json.dumps(custom.url_patterns)}))"
+                " return {state: 'gone'};"
+                " let defs; try { defs = (\n" + custom.source + "\n); } catch (e) { return {state: 'error',"
+                " error: 'the source failed: ' + e}; }"
+                f" return w.invokeCustom({d}, defs, {json.dumps(custom.tool['name'])}, {encoded_input});"
+                " })()"
+            )
+        invocation_id = "inv_" + secrets.token_hex(12)
+        try:
+            reply = await self.cdp.send(
+                "Runtime.evaluate",
+                {"expression": expression, "awaitPromise": True, "returnByValue": True},
+                session_id=session,
+                timeout=timeout_s,
+            )
+        except TimeoutError:
+            return _outcome_unknown(invocation_id, f"no result within {timeout_s} s")
+        except CDPError as exc:
+            return _outcome_unknown(invocation_id, f"the tab or its document went away ({exc.message})")
+        if "exceptionDetails" in reply:
+            details = reply["exceptionDetails"]
+            why = details.get("exception", {}).get("description") or details.get("text", "")
+            return _outcome_unknown(invocation_id, f"the document went away ({why})")
+        value = reply.get("result", {}).get("value")
+        state = value.get("state") if isinstance(value, dict) else None
+        if state == "gone":
+            raise NotFound(
+                "the tool is no longer registered (its document went away, or it was unregistered)"
+            )
+        if state == "done":
+            return {"invocation_id": invocation_id, "status": "completed", "output": value.get("output")}
+        error = value.get("error") if isinstance(value, dict) else None
+        return {
+            "invocation_id": invocation_id,
+            "status": "error",
+            "error_text": str(error or "the tool failed"),
+        }
+
+    # --- custom tools ------------------------------------------------------------------------------------
+
+    def custom_tools(self) -> list[dict[str, Any]]:
+        return [tool.definition() for tool in self._custom.values()]
+
+    async def _check(self, source: str) -> list[dict[str, Any]]:
+        """The definitions' metadata, evaluated in an isolated world of a tab (no access to the page)."""
+        await self._wait_ready()
+        for target_id, session in list(self._pages.items()):
+            try:
+                tree = await self.cdp.send("Page.getFrameTree", session_id=session, timeout=5)
+                world = await self.cdp.send(
+                    "Page.createIsolatedWorld",
+                    {"frameId": tree["frameTree"]["frame"]["id"], "worldName": "agent-webmcp-check"},
+                    session_id=session,
+                    timeout=5,
+                )
+                params = {
+                    "expression": _CHECK_BEFORE + source + _CHECK_AFTER,
+                    "contextId": world["executionContextId"],
+                    "returnByValue": True,
+                    "timeout": 5000,
+                }
+                reply = await self.cdp.send("Runtime.evaluate", params, session_id=session, timeout=10)
+            except CDPError as exc:
+                if "terminated" in exc.message:  # the evaluation's own time limit
+                    raise BadRequest("field 'source' did not evaluate within 5 s") from None
+                log.debug("webmcp: cannot check a source in %s: %s", target_id, exc)
+                continue
+            except TimeoutError:
+                log.debug("webmcp: cannot check a source in %s: no answer", target_id)
+                continue
+            if "exceptionDetails" in reply:
+                details = reply["exceptionDetails"]
+                why = details.get("exception", {}).get("description") or details.get("text", "")
+                raise BadRequest(f"field 'source': {why.splitlines()[0] if why else 'it threw'}")
+            defs: list[dict[str, Any]] = reply.get("result", {}).get("value") or []
+            return defs
+        raise Unavailable("no tab to check the source in")
+
+    async def add_custom(self, namespace: str, source: str, *, overwrite: bool) -> list[dict[str, Any]]:
+        if not NAMESPACE.match(namespace):
+            raise BadRequest(f"field 'namespace' must match {NAMESPACE.pattern}")
+        if len(source.encode()) > MAX_SOURCE_BYTES:
+            raise BadRequest(f"field 'source' is over {MAX_SOURCE_BYTES} bytes (UTF-8)")
+        defs = await self._check(source)
+        names = [str(d["tool"]["name"]) for d in defs]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise BadRequest(f"the batch defines {', '.join(duplicates)} more than once")
+        kept = {i: t for i, t in self._custom.items() if not (overwrite and t.namespace == namespace)}
+        taken = sorted({t.tool["name"] for t in kept.values() if t.namespace == namespace} & set(names))
+        if taken:
+            raise BadRequest(
+                f"namespace {namespace!r} has {', '.join(taken)} already (delete it first, or set "
+                "force_overwrite_namespace)"
+            )
+        if len(kept) + len(defs) > MAX_CUSTOM_TOOLS:
+            raise BadRequest(f"at most {MAX_CUSTOM_TOOLS} custom tools")
+        sources = {id(t.source): len(t.source) for t in kept.values()}
+        if sum(sources.values()) + len(source) > MAX_CUSTOM_SOURCE_BYTES:
+            raise BadRequest(f"the custom tools' sources are over {MAX_CUSTOM_SOURCE_BYTES} bytes together")
+        added = [
+            CustomTool(
+                id="ct_" + secrets.token_hex(8),
+                namespace=namespace,
+                kind=str(d["kind"]),
+                url_patterns=[str(p) for p in d["url_patterns"]],
+                tool=d["tool"],
+                source=source,
+            )
+            for d in defs
+        ]
+        # Atomic: the batch (and the namespace's replacement) lands in one step, after every check.
+        self._custom = {**kept, **{t.id: t for t in added}}
+        return [t.definition() for t in added]
+
+    def delete_custom(self, tool_id: str) -> None:
+        if self._custom.pop(tool_id, None) is None:
+            raise NotFound(f"no custom tool {tool_id!r}")
+
+    async def close(self) -> None:
+        self._closed = True
+        self._state.set()
+        if self._remove_state is not None:
+            self._remove_state()
+        if self._subscription is not None:
+            self._subscription.close()
+        await self._tasks.close()
