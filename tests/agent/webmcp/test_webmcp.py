@@ -15,8 +15,8 @@ from agent.services import Services
 from agent.spec import Spec, check
 from agent.webmcp import models
 from agent.webmcp.operations import OPERATIONS
+from harness.cdp import PageSession
 from tests.conftest import AgentClient
-from tests.helpers.cdp import PageSession
 from tests.helpers.sdk import SESSION_ID, sdk_client
 
 SPEC = Spec.load()
