@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config, env_for
+from .procgroup import signal_group
 
 REPO = Path(__file__).resolve().parent.parent
 SUPERVISOR_CONF = REPO / "supervisor" / "supervisord.conf"
@@ -160,8 +161,7 @@ class Sandbox:
         try:
             process.wait(timeout)
         except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)
+            signal_group(process.pid, signal.SIGKILL)
             process.wait()
 
 

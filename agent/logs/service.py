@@ -27,6 +27,7 @@ from ..config import Config
 from ..errors import AgentError, BadRequest, NotFound
 from ..fs.paths import FsPaths, os_error
 from ..supervisor_rpc import Supervisor
+from ..timefmt import rfc3339
 from .inotify import Inotify, Subscription
 from .models import LogEvent, LogsStreamRequest
 
@@ -43,7 +44,7 @@ UNWATCHED_RECHECK_S = 1.0
 
 
 def now_rfc3339() -> str:
-    return datetime.datetime.now(datetime.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    return rfc3339(datetime.datetime.now(datetime.UTC))
 
 
 def _cut(buf: bytearray | bytes, start: int, end: int) -> int:

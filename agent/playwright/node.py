@@ -18,6 +18,8 @@ import signal
 from pathlib import Path
 from typing import Any
 
+from ..procgroup import signal_group
+
 log = logging.getLogger(__name__)
 
 WORKER_SCRIPT = Path(__file__).with_name("worker.mjs")
@@ -153,9 +155,7 @@ class Worker:
     async def kill(self) -> None:
         process = self.process
         if process is not None and process.returncode is None:
-            # TODO(procgroup): use the shared agent/procgroup.py helper for this group kill once it lands.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)
+            signal_group(process.pid, signal.SIGKILL)
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
         if process is not None:

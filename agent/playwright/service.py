@@ -21,6 +21,7 @@ from typing import Any
 
 from ..cdp.connection import CDPConnection
 from ..errors import NotFound, Unavailable
+from ..timefmt import rfc3339
 from .executors import DEFAULT_EXECUTOR, Executor, ExecutorGone, Executors, gone_result, now
 from .node import Worker, WorkerGone, bundled_driver
 from .repl import Repl
@@ -146,8 +147,8 @@ class PlaywrightService:
             item: dict[str, Any] = {
                 "name": executor.name,
                 "busy": executor.busy,
-                "created_at": executor.created_at.isoformat().replace("+00:00", "Z"),
-                "last_used_at": executor.last_used_at.isoformat().replace("+00:00", "Z"),
+                "created_at": rfc3339(executor.created_at),
+                "last_used_at": rfc3339(executor.last_used_at),
             }
             if executor.target_id is not None:
                 item["target_id"] = executor.target_id
