@@ -70,7 +70,7 @@ def routes(config: Config) -> list[web.RouteDef]:
     return [
         web.post("/replays", start),
         web.get("/replays", list_replays, allow_head=False),
-        web.get("/replays/{replay_id}", download),
+        web.get("/replays/{replay_id}", download, allow_head=False),
         json_route("POST", "/replays/{replay_id}/stop", ops.STOP),
         web.get("/replays/{replay_id}/view", view, allow_head=False),
     ]

@@ -1,7 +1,7 @@
 """Screen recordings: one ffmpeg x11grab per recording, H.264 in fragmented MP4, metadata on disk.
 
 Each recording lives in `<state_dir>/replays/<id>/` as `replay.json` (written atomically) and `replay.mp4`.
-ffmpeg writes a fragment per keyframe (one a second) and flushes every packet, so whatever ends it (`q` on
+ffmpeg writes a fragment a second and flushes every packet, so whatever ends it (`q` on
 stop, -t, -fs, the X server dying, SIGKILL, the VM dying) leaves a file that plays up to its last fragment.
 ffmpeg runs in a session of its own, owned by one task per recording that waits for it, ends it (`q`, then
 SIGKILL after a grace) and writes the final metadata; started through `setpriv --pdeathsig INT` so that it
@@ -49,6 +49,7 @@ FREE_MARGIN_BYTES = 64 * 1024 * 1024
 MIN_LIMIT_BYTES = 1024 * 1024
 # x264's cheapest preset; see bench/replays.py for what it costs.
 PRESET = "ultrafast"
+KEYFRAME_S = 5
 
 
 class NoDisplay(Conflict):
@@ -86,13 +87,17 @@ def ffmpeg_command(
         PRESET,
         "-pix_fmt",
         "yuv420p",
-        # A keyframe, hence a fragment, every second: a killed recording loses at most the last second.
+        # A fragment every second (a killed recording loses at most the last one), flushed at once; fragments
+        # need not start on a keyframe, so keyframes (the bulk of the bytes on a quiet page) come every
+        # KEYFRAME_S: seeking decodes at most that far forward.
         "-g",
-        str(framerate),
+        str(framerate * KEYFRAME_S),
         "-flush_packets",
         "1",
+        "-frag_duration",
+        "1000000",
         "-movflags",
-        "+frag_keyframe+empty_moov+default_base_moof",
+        "+empty_moov+default_base_moof",
         "-fs",
         str(limit_bytes),
         *(["-t", str(max_duration_s)] if max_duration_s is not None else []),
