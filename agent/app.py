@@ -24,6 +24,7 @@ from .health.capability import CAPABILITY as HEALTH
 from .logs.capability import CAPABILITY as LOGS
 from .playwright.capability import CAPABILITY as PLAYWRIGHT
 from .process.capability import CAPABILITY as PROCESS
+from .replays.capability import CAPABILITY as REPLAYS
 from .screenshot import http as screenshot_http
 from .screenshot.capability import CAPABILITY as SCREENSHOT
 from .services import Services
@@ -68,7 +69,7 @@ NO_DISPLAY_CAPABILITY = Capability(name="no_display", routes=_refusing, health=_
 
 def capabilities(config: Config) -> Sequence[Capability]:
     display = [NO_DISPLAY_CAPABILITY] if config.headless else [COMPUTER, SCREENSHOT, CLIPBOARD]
-    return [SPEC, CDP, HEALTH, *display, FS, PROCESS, CURL, PLAYWRIGHT, LOGS, EXTENSIONS, WEBMCP]
+    return [SPEC, CDP, HEALTH, *display, FS, PROCESS, CURL, PLAYWRIGHT, LOGS, EXTENSIONS, WEBMCP, REPLAYS]
 
 
 def build_app(config: Config, spec: Spec | None = None) -> web.Application:

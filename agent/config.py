@@ -106,6 +106,21 @@ class Config:
     # After the restart, how long Chromium may take to answer again with the new extensions running.
     extensions_ready_timeout_s: float = 30.0
 
+    # --- replays (agent/replays) ---
+    # Recordings at once (each is an ffmpeg x11grab of the whole display); one more is 409.
+    replays_max_concurrent: int = 2
+    # One recording ends by itself (a playable file) when its file reaches about this size.
+    replays_max_bytes: int = 1024 * 1024 * 1024
+    # All recordings on disk: a new one reserves replays_max_bytes, and the oldest finished recordings are
+    # deleted to make room; when running ones alone would exceed it, starting is 409.
+    replays_total_bytes: int = 4 * 1024 * 1024 * 1024
+    # A GPU-backed VM: framerates above 20 are allowed (else 400).
+    replays_gpu: bool = False
+    # After `q` on stop, how long ffmpeg may take to write its last fragment before it is SIGKILLed.
+    replays_stop_grace_s: float = 5.0
+    # The ffmpeg binary.
+    replays_ffmpeg: str = "ffmpeg"
+
     @property
     def screen_size(self) -> tuple[int, int]:
         width, height, *_ = self.screen.split("x")

@@ -16,10 +16,6 @@ from .spec import Spec
 # operationIds of agent/openapi.yaml that are not built yet.
 NOT_IMPLEMENTED: frozenset[str] = frozenset(
     {
-        "listBrowsersReplays",
-        "startBrowserReplayRecording",
-        "getBrowsersReplaysById",
-        "stopBrowserReplayRecording",
         "streamBrowserTelemetry",
     }
 )

@@ -174,10 +174,6 @@ def test_validation_messages_name_nested_fields() -> None:
 @pytest.mark.parametrize(
     ("method", "path", "kwargs", "operation_id"),
     [
-        ("GET", "/replays", {}, "listBrowsersReplays"),
-        ("POST", "/replays", {"json": {}}, "startBrowserReplayRecording"),
-        ("GET", "/replays/abc", {}, "getBrowsersReplaysById"),
-        ("POST", "/replays/abc/stop", {}, "stopBrowserReplayRecording"),
         ("GET", "/telemetry", {}, "streamBrowserTelemetry"),
     ],
 )
