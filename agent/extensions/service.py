@@ -302,9 +302,13 @@ class ExtensionsService:
                 fresh.set()
 
         remove = self.cdp.on_state(on_state)
+        loop = asyncio.get_running_loop()
+        # The time counts from the restart's start; the restart itself always runs to its end (a second
+        # restart racing an unfinished one could start Chromium with either set of extensions).
+        deadline = loop.time() + self.ready_timeout_s
         try:
             await self.supervisor.restart(CHROMIUM_PROGRAM)
-            async with asyncio.timeout(self.ready_timeout_s):
+            async with asyncio.timeout_at(deadline):
                 if not (self.cdp.connected and self.cdp.generation > before):
                     await fresh.wait()
                 await self._wait_loaded(staged)
