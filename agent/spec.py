@@ -168,6 +168,10 @@ class Spec:
             return out
         if isinstance(instance, list) and isinstance(node.get("items"), dict):
             return [self.with_defaults(node["items"], item) for item in instance]
+        if isinstance(instance, float) and instance.is_integer() and _integer_only(node):
+            # JSON Schema counts 177.0 as an integer, Python code does not (struct, range, ioctl):
+            # a handler must get the int it was promised.
+            return int(instance)
         return instance
 
     def _deref(self, node: dict[str, Any]) -> dict[str, Any]:
@@ -224,6 +228,12 @@ def describe(error: ValidationError, prefix: str = "") -> str:
     if kind == "format":
         return f"{subject} must be a valid {value}, got {instance!r}"
     return f"{subject}: {error.message}"
+
+
+def _integer_only(schema: Mapping[str, Any]) -> bool:
+    kind = schema.get("type")
+    kinds = set(kind) if isinstance(kind, list) else {kind}
+    return "integer" in kinds and "number" not in kinds
 
 
 def _json_type(value: object) -> str:
