@@ -354,7 +354,8 @@ async def _read_json(request: web.Request, op: Operation, limit: int) -> object:
             else "a request body needs Content-Type: application/json"
         )
     try:
-        return json.loads(bytes(raw))
+        # Strict UTF-8 (a BOM is allowed): json.loads(bytes) would pass encoded surrogates through.
+        return json.loads(bytes(raw).decode("utf-8-sig"))
     except RecursionError:
         raise BadRequest("request body is nested too deeply") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -1,15 +1,14 @@
 """schemathesis over every operation of agent/openapi.yaml against a private sandbox (issue 13, item 5).
 
-Positive cases come from a test copy of the spec whose commands are harmless (`true`/`echo`) and whose durations,
-sizes and counts are capped, so that a valid request never runs for long nor does harm; negative cases come from
-the real spec, so each is invalid there and must be refused (4xx) before anything runs. Deterministic: hypothesis
-is derandomized, no example database.
+Positive cases come from a test copy of the spec whose commands are harmless (`true`/`echo`) and whose
+durations, sizes and counts are capped, so that a valid request never runs for long nor does harm; negative
+cases come from the real spec, so each is invalid there and must be refused (4xx) before anything runs.
+Deterministic: hypothesis is derandomized, no example database.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from typing import Any
 
 import hypothesis
@@ -17,7 +16,6 @@ import hypothesis.errors
 import pytest
 import requests
 import schemathesis
-from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
 from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import (
@@ -29,7 +27,6 @@ from schemathesis.specs.openapi.checks import (
 from agent.sandbox import Sandbox
 from agent.spec import Spec
 from agent.unimplemented import NOT_IMPLEMENTED
-from tests.helpers.sandboxes import private_sandbox
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 EXAMPLES = 12
@@ -107,12 +104,6 @@ def _operations() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def fuzz_box() -> Iterator[Sandbox]:
-    with private_sandbox("agent-fuzz-") as box:
-        yield box
-
-
-@pytest.fixture(scope="module")
 def schemas() -> dict[GenerationMode, Any]:
     raw = Spec.load().document
     return {
@@ -131,7 +122,7 @@ def _modes(operation_id: str) -> list[GenerationMode]:
 
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("operation_id", _operations())
-def test_fuzz_operation(operation_id: str, fuzz_box: Sandbox, schemas: dict[GenerationMode, Any]) -> None:
+def test_fuzz_operation(operation_id: str, rbox: Sandbox, schemas: dict[GenerationMode, Any]) -> None:
     if operation_id in SKIPPED:
         pytest.skip(SKIPPED[operation_id])
     if operation_id in NOT_IMPLEMENTED:
@@ -151,7 +142,7 @@ def test_fuzz_operation(operation_id: str, fuzz_box: Sandbox, schemas: dict[Gene
         )
         @hypothesis.given(case=strategy)
         def run(case: Any) -> None:
-            response = case.call(base_url=fuzz_box.agent_url, session=session, timeout=REQUEST_TIMEOUT_S)
+            response = case.call(base_url=rbox.agent_url, session=session, timeout=REQUEST_TIMEOUT_S)
             case.validate_response(response, checks=CHECKS)
 
         try:
@@ -162,5 +153,5 @@ def test_fuzz_operation(operation_id: str, fuzz_box: Sandbox, schemas: dict[Gene
                 raise
     session.close()
     # The agent is still healthy after the operation was fuzzed.
-    status, _ = fuzz_box.health()
+    status, _ = rbox.health()
     assert status == 200, f"agent unhealthy after fuzzing {operation_id}"
