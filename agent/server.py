@@ -135,7 +135,8 @@ class GuardedHandler(RequestHandler):
         super().handle_error(request, status, exc, message)  # logs; raises if a response already began
         client = 400 <= status < 500
         reason = getattr(exc, "message", None) if client else None
-        text = " ".join(str(reason).split())[:200] if reason else _phrase(status)
+        # aiohttp quotes the offending bytes (`...: b'...'`): a header's value is not echoed back.
+        text = " ".join(str(reason).split(" b'")[0].split())[:200] if reason else _phrase(status)
         response = web.json_response(
             {"code": "bad_request" if client else "internal_error", "message": text}, status=status
         )

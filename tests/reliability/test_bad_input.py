@@ -344,7 +344,8 @@ async def test_64_kb_headers_are_431_or_400(rbox: Sandbox) -> None:
     many = get_head("/health", "".join(f"X-H{i}: {'b' * 60}\r\n" for i in range(1100)))
     long_line = get_head("/health?" + "q" * 65536)
     for head in (one_big, many, long_line):
-        assert_error(await raw(rbox, head), 400, 413, 414, 431)
+        error = assert_error(await raw(rbox, head), 400, 413, 414, 431)
+        assert "aaaa" not in error["message"] and "bbbb" not in error["message"]
 
 
 @pytest.mark.usefixtures("healthy_after")
