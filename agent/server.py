@@ -25,6 +25,7 @@ import json
 import logging
 import resource
 import signal
+from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
@@ -68,6 +69,13 @@ def timeout_response(message: str) -> bytes:
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     )
     return head.encode("ascii") + body
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "error"
 
 
 class GuardedHandler(RequestHandler):
@@ -114,6 +122,26 @@ class GuardedHandler(RequestHandler):
             self._head_bytes = True
         if data:
             self._last_read = self._loop.time()
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        # What never reached a handler (a 64 KB header, a malformed request line, bad bytes in the head)
+        # aiohttp answers in text/plain; every 4xx/5xx of the API is the spec's Error body.
+        super().handle_error(request, status, exc, message)  # logs; raises if a response already began
+        client = 400 <= status < 500
+        reason = getattr(exc, "message", None) if client else None
+        # aiohttp quotes the offending bytes (`...: b'...'`): a header's value is not echoed back.
+        text = " ".join(str(reason).split(" b'")[0].split())[:200] if reason else _phrase(status)
+        response = web.json_response(
+            {"code": "bad_request" if client else "internal_error", "message": text}, status=status
+        )
+        response.force_close()
+        return response
 
     async def finish_response(
         self, request: BaseRequest, resp: web.StreamResponse, start_time: float | None

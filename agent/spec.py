@@ -168,6 +168,10 @@ class Spec:
             return out
         if isinstance(instance, list) and isinstance(node.get("items"), dict):
             return [self.with_defaults(node["items"], item) for item in instance]
+        if isinstance(instance, float) and instance.is_integer() and _integer_only(node):
+            # JSON Schema counts 177.0 as an integer, Python code does not (struct, range, ioctl):
+            # a handler must get the int it was promised.
+            return int(instance)
         return instance
 
     def _deref(self, node: dict[str, Any]) -> dict[str, Any]:
@@ -224,6 +228,12 @@ def describe(error: ValidationError, prefix: str = "") -> str:
     if kind == "format":
         return f"{subject} must be a valid {value}, got {instance!r}"
     return f"{subject}: {error.message}"
+
+
+def _integer_only(schema: Mapping[str, Any]) -> bool:
+    kind = schema.get("type")
+    kinds = set(kind) if isinstance(kind, list) else {kind}
+    return "integer" in kinds and "number" not in kinds
 
 
 def _json_type(value: object) -> str:
@@ -344,7 +354,8 @@ async def _read_json(request: web.Request, op: Operation, limit: int) -> object:
             else "a request body needs Content-Type: application/json"
         )
     try:
-        return json.loads(bytes(raw))
+        # Strict UTF-8 (a BOM is allowed): json.loads(bytes) would pass encoded surrogates through.
+        return json.loads(bytes(raw).decode("utf-8-sig"))
     except RecursionError:
         raise BadRequest("request body is nested too deeply") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -321,6 +321,10 @@ class LogsService:
         name = req.supervisor_process
         if not name:
             raise BadRequest("supervisor_process is required when source is supervisor")
+        if not name.isprintable():
+            # No program has such a name, and XML-RPC cannot carry control characters (supervisord's
+            # answer to them was a 500).
+            raise NotFound(f"supervisord has no program {name!r}")
         info = await self.supervisor.program(name)
         logfile = info.stdout_logfile
         if not logfile or logfile.upper() in ("NONE", "/DEV/STDOUT", "/DEV/STDERR"):
