@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from agent.sandbox import Sandbox
-from tests.helpers.sandboxes import private_sandbox
+from harness.sandboxes import private_sandbox
 
 # upload_zip's extraction cap, lowered so that a 1000:1 bomb is refused after a few hundred KB of upload
 # (the default, 2 GiB, is the same check at a size a test should not write).
