@@ -127,6 +127,7 @@ class Exchange:
         max_body_bytes: int,
         shown_url: str | None = None,
         stream_body: bool = False,
+        cap_name: str = "curl_max_response_bytes",
     ) -> None:
         self.url = url  # what fetch() asks for (no credentials)
         self.shown_url = shown_url or url  # what error messages name (the caller's URL)
@@ -135,6 +136,7 @@ class Exchange:
         self.body = body
         self.max_body_bytes = max_body_bytes
         self.stream_body = stream_body
+        self.cap_name = cap_name  # the Config field of max_body_bytes (error messages name it)
         self.stream: str | None = None  # with stream_body: the IO handle of the body (None: no body)
         self.answer: Answer | None = None
         self.error: BaseException | None = None
@@ -343,6 +345,6 @@ class Exchange:
     def _too_big(self, what: str) -> CurlTransportError:
         return CurlTransportError(
             f"response body of {self.shown_url} is too large ({what}; the limit is {self.max_body_bytes} "
-            "bytes, config curl_max_response_bytes)",
+            f"bytes, config {self.cap_name})",
             "ERR_FILE_TOO_BIG",
         )

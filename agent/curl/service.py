@@ -153,6 +153,7 @@ class CurlService:
             max_body_bytes=max_body_bytes,
             shown_url=request.url,
             stream_body=True,
+            cap_name="curl_raw_max_bytes",
         )
         attempt = _Attempt()
         async with contextlib.AsyncExitStack() as stack:

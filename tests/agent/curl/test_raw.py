@@ -6,6 +6,7 @@ import base64
 import json
 from typing import Any
 
+import aiohttp
 import kernel
 import pytest
 from kernel.lib.browser_routing.routing import BrowserRoute
@@ -17,6 +18,7 @@ from tests.conftest import AgentClient
 from tests.helpers.cdp import PageSession
 from tests.helpers.echo_server import BINARY, EchoServer, closed_port
 from tests.helpers.rss import PeakRss
+from tests.helpers.sandboxes import private_sandbox
 from tests.helpers.sdk import SESSION_ID, sdk_client
 
 MiB = 1024 * 1024
@@ -157,3 +159,29 @@ async def test_client_mistakes_are_4xx(agent: AgentClient, sandbox: Sandbox) -> 
         status, _, body = await raw(agent, "GET", url)
         assert status == 400, body
         check(ERROR, json.loads(body))
+
+
+async def test_the_caps(echo_server: EchoServer) -> None:
+    with private_sandbox(
+        "agent-test-curlraw-", curl_raw_max_bytes=8192, curl_raw_max_request_bytes=1024
+    ) as box:
+        async with aiohttp.ClientSession() as http:
+            agent = AgentClient(box.agent_url, http)
+            # A declared length over the cap: refused before anything is sent (502, the net error).
+            status, _, body = await raw(agent, "GET", echo_server.url("/binary"))
+            assert status == 502, body
+            error = json.loads(body)
+            check(TRANSPORT_ERROR, error)
+            assert error["net_error_name"] == "ERR_FILE_TOO_BIG" and "curl_raw_max_bytes" in error["message"]
+            # No declared length: the status went out, so the transfer is cut, never complete-looking.
+            with pytest.raises(aiohttp.ClientPayloadError):
+                await raw(agent, "GET", echo_server.url("/chunked?bytes=65536"))
+            # A request body over its cap is the client's mistake.
+            status, _, body = await raw(agent, "POST", echo_server.url("/echo"), data=b"x" * 1025)
+            assert status == 413, body
+            check(ERROR, json.loads(body))
+            # Nothing is stuck: the next requests work.
+            status, _, body = await raw(agent, "POST", echo_server.url("/echo"), data=b"x" * 1024)
+            assert status == 200 and base64.b64decode(json.loads(body)["body_b64"]) == b"x" * 1024
+            status, _, body = await raw(agent, "GET", echo_server.url("/chunked?bytes=8192"))
+            assert status == 200 and body == b"z" * 8192
