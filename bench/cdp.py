@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -163,6 +164,7 @@ async def run(box: Sandbox) -> None:
             )
     finally:
         await runner.cleanup()
+        shutil.rmtree(script.parent, ignore_errors=True)  # leave nothing behind in /tmp
 
 
 async def _download_small(http: aiohttp.ClientSession, raw_url: str, target: str) -> None:
