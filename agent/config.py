@@ -85,6 +85,10 @@ class Config:
     # Hidden targets that run /curl requests at once (more requests wait), and how many stay warm.
     curl_max_concurrency: int = 16
     curl_idle_targets: int = 2
+    # /curl/raw: the streamed answer stops past this many body bytes (an over-cap Content-Length is a 502);
+    # the request body, sent in one CDP message (Fetch.continueRequest postData), is refused (413) past this.
+    curl_raw_max_bytes: int = 8 * 1024 * 1024 * 1024
+    curl_raw_max_request_bytes: int = 64 * 1024 * 1024
     # POST /playwright/execute: named executors besides "default" (each is a Node process with its own tab).
     playwright_max_executors: int = 8
     # Node binary for the Playwright workers; empty = the one inside the python `playwright` wheel.

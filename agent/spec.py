@@ -31,7 +31,7 @@ SPEC_URI = "urn:browser-vm-agent:openapi"
 ALWAYS_ALLOWED_QUERY = frozenset({"jwt"})
 _BODY_KEY = "agent.json_body"
 _ARGS_KEY = "agent.args"
-_HTTP_METHODS = ("get", "put", "post", "delete", "patch")
+_HTTP_METHODS = ("get", "put", "post", "delete", "patch", "options")
 
 _format_checker = FormatChecker()
 
@@ -284,15 +284,22 @@ def _coerce(raw: str, schema: Mapping[str, Any]) -> object:
     return raw
 
 
+def _free_form(param: Parameter) -> bool:
+    """A query parameter of type object (style form, explode): it stands for any other query parameter."""
+    return param.location == "query" and param.schema.get("type") == "object"
+
+
 def check_parameters(op: Operation, request: web.Request) -> dict[str, object]:
     """Validate the query and path parameters; their values, coerced to the schema's types, defaults
     applied (absent optional parameters without a default are left out)."""
     known = {p.name for p in op.parameters if p.location == "query"}
     unknown = sorted(set(request.query) - known - ALWAYS_ALLOWED_QUERY)
-    if unknown:
+    if unknown and not any(_free_form(p) for p in op.parameters):
         raise BadRequest("unknown query parameter: " + ", ".join(unknown))
     values: dict[str, object] = {}
     for param in op.parameters:
+        if _free_form(param):
+            continue  # the other query parameters, as they came: the handler's (e.g. /curl/raw's target's)
         source: Mapping[str, str] = request.query if param.location == "query" else request.match_info
         if param.name not in source:
             if param.required:

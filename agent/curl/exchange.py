@@ -16,6 +16,8 @@ At the Request stage it merges the caller's headers and body in (`Fetch.continue
 stage it reads status and headers (the raw ones from `Network.responseReceivedExtraInfo`, Set-Cookie
 included) and the body: whole with `Fetch.getResponseBody` when Content-Length is declared, else streamed
 (`Fetch.takeResponseBodyAsStream` + `IO.read`) so that a body past `max_body_bytes` stops early.
+With `stream_body` (/curl/raw) it stops at the stream: the answer has no body and `stream` is the IO
+handle the shell reads the body from, chunk by chunk, while it writes it to its client.
 """
 
 from __future__ import annotations
@@ -124,6 +126,8 @@ class Exchange:
         body: bytes | None,
         max_body_bytes: int,
         shown_url: str | None = None,
+        stream_body: bool = False,
+        cap_name: str = "curl_max_response_bytes",
     ) -> None:
         self.url = url  # what fetch() asks for (no credentials)
         self.shown_url = shown_url or url  # what error messages name (the caller's URL)
@@ -131,6 +135,9 @@ class Exchange:
         self.headers = dict(headers)
         self.body = body
         self.max_body_bytes = max_body_bytes
+        self.stream_body = stream_body
+        self.cap_name = cap_name  # the Config field of max_body_bytes (error messages name it)
+        self.stream: str | None = None  # with stream_body: the IO handle of the body (None: no body)
         self.answer: Answer | None = None
         self.error: BaseException | None = None
         self.paused: dict[str, Any] | None = None  # the response-stage pause, still to be aborted
@@ -207,6 +214,9 @@ class Exchange:
         if state is _State.BODY:
             if method == "Fetch.takeResponseBodyAsStream":
                 self._stream = str(result["stream"])
+                if self.stream_body:
+                    self.stream = self._stream  # the shell reads (and closes) it
+                    return self._body_done(b"")
                 return self._read()
             if method == "IO.read":
                 chunk = decode(result, key="data")
@@ -274,7 +284,10 @@ class Exchange:
         self.paused = paused
         self._status = status = int(paused["responseStatusCode"])
         request_id = {"requestId": paused["requestId"]}
-        if self.method == "HEAD" or status in NO_BODY_STATUS or 300 <= status < 400:
+        no_body = self.method == "HEAD" or status in NO_BODY_STATUS or 300 <= status < 400
+        if no_body and self.stream_body:
+            return self._body_done(b"")  # nothing to stream: the answer is complete as it is
+        if no_body:
             # No body to read (Chromium has none for a redirect either: it would follow it).
             self._body_mode = "optional"
             return self._send("Fetch.getResponseBody", request_id, _State.BODY)
@@ -283,7 +296,7 @@ class Exchange:
         declared = int(length[0]) if length and length[0].strip().isdigit() else None
         if declared is not None and declared > self.max_body_bytes:
             return self._fail(self._too_big(f"{declared} bytes declared"))
-        if declared is not None:
+        if declared is not None and not self.stream_body:
             self._body_mode = "whole"
             return self._send("Fetch.getResponseBody", request_id, _State.BODY)
         self._body_mode = "stream"
@@ -332,6 +345,6 @@ class Exchange:
     def _too_big(self, what: str) -> CurlTransportError:
         return CurlTransportError(
             f"response body of {self.shown_url} is too large ({what}; the limit is {self.max_body_bytes} "
-            "bytes, config curl_max_response_bytes)",
+            f"bytes, config {self.cap_name})",
             "ERR_FILE_TOO_BIG",
         )

@@ -23,6 +23,14 @@ class BrowserCurlRequest:
 
 
 @dataclasses.dataclass(frozen=True)
+class CurlRawRequest:
+    """The typed request of /curl/raw (any method): the target URL; the rest of the query, the headers and
+    the body are the transport's and go through raw."""
+
+    url: str
+
+
+@dataclasses.dataclass(frozen=True)
 class CurlRequest:
     url: str
     method: str

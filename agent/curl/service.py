@@ -16,16 +16,78 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 from ..cdp.connection import CDPConnection, CDPDisconnected, CDPError, Session
 from ..errors import InternalError, Unavailable
-from .errors import Dirty, target_gone, timed_out
-from .exchange import FETCH_ENDED, Answer, Drain, Exchange, Send
+from .errors import CurlTransportError, Dirty, target_gone, timed_out
+from .exchange import FETCH_ENDED, Answer, Drain, Exchange, Send, decode
 from .models import CurlRequest, CurlResponse
 from .pool import Target, TargetPool
 from .urls import split_url
+
+RAW_CHUNK = 1024 * 1024  # IO.read size of a /curl/raw body (base64 on the wire: 1.33 MiB per message)
+
+
+@dataclasses.dataclass
+class _Attempt:
+    generation: int | None = None  # of the browser the request's target belongs to
+
+
+@dataclasses.dataclass(frozen=True)
+class RawAnswer:
+    status: int
+    headers: dict[str, list[str]]
+    body: AsyncIterator[bytes]
+    has_body: bool  # False: a HEAD, 204, 304 or 3xx answer (Chromium hands over no body for those)
+
+
+class _RawBody:
+    """The body stream of a /curl/raw answer: read as the caller asks for it, closed in any case."""
+
+    def __init__(self, session: Session, handle: str | None, max_bytes: int, url: str) -> None:
+        self.session = session
+        self.handle = handle
+        self.max_bytes = max_bytes
+        self.url = url
+        self.broken = False  # a read failed: the target's state is unknown
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        if self.handle is None:
+            return
+        size = 0
+        while True:
+            try:
+                reply = await self.session.send("IO.read", {"handle": self.handle, "size": RAW_CHUNK})
+            except (CDPError, TimeoutError) as exc:
+                self.broken = True
+                message = f"reading the body of {self.url} failed: {exc}"
+                raise CurlTransportError(message, "ERR_FAILED") from None
+            chunk = decode(reply, key="data")
+            size += len(chunk)
+            if size > self.max_bytes:
+                raise CurlTransportError(
+                    f"response body of {self.url} is too large (the limit is {self.max_bytes} bytes, config "
+                    "curl_raw_max_bytes)",
+                    "ERR_FILE_TOO_BIG",
+                )
+            if chunk:
+                yield chunk
+            if reply.get("eof"):
+                return
+
+    async def close(self) -> bool:
+        """Close the stream; whether the target may be reused."""
+        if self.handle is None:
+            return not self.broken
+        try:
+            await self.session.send("IO.close", {"handle": self.handle}, timeout=5)
+        except (CDPError, TimeoutError):
+            return False
+        return not self.broken
 
 
 class CurlService:
@@ -66,35 +128,85 @@ class CurlService:
             max_body_bytes=self.max_body_bytes,
             shown_url=request.url,
         )
-        generation: int | None = None  # of the browser the request's target belongs to
+        attempt = _Attempt()
         try:
             async with asyncio.timeout(request.timeout_ms / 1000):
                 async with self._slots:
-                    target = await self.pool.lease(origin)
-                    generation = target.session.generation
-                    try:
-                        if target.origin != origin:
-                            await self.pool.open_origin(target, origin)
-                        answer, fetched, paused = await self._exchange(target, exchange, request.timeout_ms)
-                    except BaseException:
-                        self.pool.discard(target)
-                        raise
+                    target, answer, fetched, paused = await self._start(exchange, origin, request, attempt)
                     # Aborting the request and giving the target back happen after the answer.
                     self.pool.give_back(target, fetched, paused)
-        except TimeoutError:
-            raise timed_out(request.url, request.timeout_ms) from None
-        except CDPDisconnected as exc:
-            raise Unavailable(f"Chromium went away during the request ({exc.message}); retry") from None
-        except (Dirty, CDPError) as exc:
+        except Exception as exc:
+            raise await self._mapped(exc, request, attempt.generation) from None
+        duration_ms = round((time.monotonic() - started) * 1000)
+        return CurlResponse(answer.status, answer.headers, answer.body, duration_ms)
+
+    @contextlib.asynccontextmanager
+    async def raw(self, request: CurlRequest, *, max_body_bytes: int) -> AsyncIterator[RawAnswer]:
+        """Status and headers within `request.timeout_ms`, then the body as it arrives (`RawAnswer.body`),
+        in chunks of at most `RAW_CHUNK` bytes; past `max_body_bytes` it stops with a CurlTransportError."""
+        url, origin, credentials = split_url(request.url)
+        exchange = Exchange(
+            url=url,
+            method=request.method,
+            headers={**credentials, **request.headers},
+            body=request.body,
+            max_body_bytes=max_body_bytes,
+            shown_url=request.url,
+            stream_body=True,
+            cap_name="curl_raw_max_bytes",
+        )
+        attempt = _Attempt()
+        async with contextlib.AsyncExitStack() as stack:
+            try:
+                async with asyncio.timeout(request.timeout_ms / 1000):
+                    # The slot is held until the body has been read (or given up).
+                    await stack.enter_async_context(self._slots)
+                    target, answer, fetched, paused = await self._start(exchange, origin, request, attempt)
+            except Exception as exc:
+                raise await self._mapped(exc, request, attempt.generation) from None
+            body = _RawBody(target.session, exchange.stream, max_body_bytes, request.url)
+            try:
+                yield RawAnswer(answer.status, answer.headers, body.chunks(), exchange.stream is not None)
+            finally:
+                if await body.close():
+                    self.pool.give_back(target, fetched, paused)
+                else:
+                    self.pool.discard(target)
+                    if not fetched.done():
+                        fetched.cancel()
+                    with contextlib.suppress(BaseException):
+                        await fetched
+
+    async def _start(
+        self, exchange: Exchange, origin: str, request: CurlRequest, attempt: _Attempt
+    ) -> tuple[Target, Answer, asyncio.Task[dict[str, Any]], dict[str, Any]]:
+        """Lease a target and run the exchange up to its answer (the caller holds a slot)."""
+        target = await self.pool.lease(origin)
+        attempt.generation = target.session.generation
+        try:
+            if target.origin != origin:
+                await self.pool.open_origin(target, origin)
+            answer, fetched, paused = await self._exchange(target, exchange, request.timeout_ms)
+        except BaseException:
+            self.pool.discard(target)
+            raise
+        return target, answer, fetched, paused
+
+    async def _mapped(self, exc: Exception, request: CurlRequest, generation: int | None) -> Exception:
+        """The API error for a failure of the request (the error itself when it already is one)."""
+        if isinstance(exc, TimeoutError):
+            return timed_out(request.url, request.timeout_ms)
+        if isinstance(exc, CDPDisconnected):
+            return Unavailable(f"Chromium went away during the request ({exc.message}); retry")
+        if isinstance(exc, Dirty | CDPError):
             # While Chromium shuts down its targets go first (their sessions detach, fetch() ends with no
             # answer) and the DevTools connection closes a moment later: that is a 503 to retry, not a bug.
             if target_gone(exc) or await self._browser_went_away(generation):
-                raise Unavailable(
+                return Unavailable(
                     f"Chromium closed the request's tab or went away during the request ({exc}); retry"
-                ) from None
-            raise InternalError(f"browser curl failed: {exc}") from None
-        duration_ms = round((time.monotonic() - started) * 1000)
-        return CurlResponse(answer.status, answer.headers, answer.body, duration_ms)
+                )
+            return InternalError(f"browser curl failed: {exc}")
+        return exc
 
     async def _browser_went_away(self, generation: int | None, within_s: float = 2.0) -> bool:
         """Whether the browser of `generation` is gone, or goes within `within_s`."""
