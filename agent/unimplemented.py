@@ -20,7 +20,6 @@ NOT_IMPLEMENTED: frozenset[str] = frozenset(
         "startBrowserReplayRecording",
         "getBrowsersReplaysById",
         "stopBrowserReplayRecording",
-        "streamBrowserTelemetry",
         "uploadExtensionsToBrowser",
         "logsStream",
     }

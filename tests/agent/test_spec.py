@@ -178,7 +178,6 @@ def test_validation_messages_name_nested_fields() -> None:
         ("POST", "/replays", {"json": {}}, "startBrowserReplayRecording"),
         ("GET", "/replays/abc", {}, "getBrowsersReplaysById"),
         ("POST", "/replays/abc/stop", {}, "stopBrowserReplayRecording"),
-        ("GET", "/telemetry", {}, "streamBrowserTelemetry"),
         ("POST", "/extensions", {"data": {"x": "1"}}, "uploadExtensionsToBrowser"),
         ("GET", "/logs/stream", {"params": {"source": "path", "path": "/tmp/x"}}, "logsStream"),
     ],
