@@ -64,7 +64,13 @@ SCRIPT = (
   // Where each element rested after its last gesture: a scroll event fires after the position moved.
   const rest = new WeakMap();
   const root = () => document.scrollingElement || document.documentElement;
-  rest.set(root(), { x: Math.round(scrollX), y: Math.round(scrollY) });
+  // The document's start position (the script may run before there is a documentElement).
+  const init = () => {
+    const r = root();
+    if (r && !rest.has(r)) rest.set(r, { x: Math.round(scrollX), y: Math.round(scrollY) });
+  };
+  init();
+  addEventListener("DOMContentLoaded", init, true);
   const scrolls = new Map();
   addEventListener("scroll", (e) => {
     const el = e.target === document ? root() : e.target;

@@ -419,6 +419,34 @@ class Monitor:
         if waiting:
             with contextlib.suppress(CDPError, TimeoutError):
                 await self.cdp.send("Runtime.runIfWaitingForDebugger", session_id=sid, timeout=10)
+        if page_like:
+            with contextlib.suppress(CDPError, TimeoutError):
+                await self._catch_up(target)
+
+    async def _catch_up(self, target: _Target) -> None:
+        """A document that was there before the monitor attached (an open tab; a new tab whose navigation
+        the browser ran before the renderer could be paused): its navigation, DOMContentLoaded and load as
+        they stand now, so that its events carry a url, loader and nav_seq and it can settle."""
+        if target.nav_seq > 0:
+            return
+        tree = await self.cdp.send("Page.getFrameTree", session_id=target.session_id, timeout=10)
+        frame = tree.get("frameTree", {}).get("frame", {})
+        if target.nav_seq > 0 or not frame or target.session_id not in self._targets:
+            return
+        self._navigated(target, "Page.getFrameTree", {"frame": frame})
+        state = await self.cdp.send(
+            "Runtime.evaluate",
+            {"expression": "document.readyState", "returnByValue": True},
+            session_id=target.session_id,
+            timeout=10,
+        )
+        ready = state.get("result", {}).get("value")
+        if target.nav_seq != 1:
+            return  # a real navigation came meanwhile
+        if ready in ("interactive", "complete"):
+            self._dom_content(target, "Runtime.evaluate", {})
+        if ready == "complete":
+            self._load(target, "Runtime.evaluate", {})
 
     # --- console ----------------------------------------------------------------------------------------
 
@@ -434,11 +462,12 @@ class Monitor:
         details = params.get("exceptionDetails", {})
         exception = details.get("exception", {})
         text = exception.get("description") or details.get("text", "")
+        frames = details.get("stackTrace", {}).get("callFrames") or [{}]
         data = target.context(
             text=text,
             line=details.get("lineNumber"),
             column=details.get("columnNumber"),
-            source_url=details.get("url") or None,
+            source_url=details.get("url") or frames[0].get("url") or None,
         )
         if details.get("stackTrace", {}).get("callFrames"):
             data["stack_trace"] = details["stackTrace"]
