@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from ..capability import Capability
-from ..cdp import CDP_KEY
+from ..cdp import CDP_KEY, CDP_PROXY_KEY
 from ..config import Config
 from ..services import Key, Services
 from . import TELEMETRY_KEY, http
@@ -37,10 +37,18 @@ async def lifecycle(services: Services, config: Config) -> AsyncIterator[None]:
     )
     services.provide(TELEMETRY_KEY, service)
     services.provide(MONITOR_KEY, monitor)
+    proxy = services.get(CDP_PROXY_KEY)
+
+    def proxy_client(kind: str, details: dict[str, Any]) -> None:
+        event = "websocket_open" if kind == "connect" else "websocket_close"
+        service.emit(f"cdp_{kind}", details, kind="kernel_api", event=event)
+
+    proxy.listeners.append(proxy_client)
     monitor.start()
     try:
         yield
     finally:
+        proxy.listeners.remove(proxy_client)
         await monitor.close()
         service.close()
 
@@ -54,7 +62,7 @@ def health(services: Services) -> Mapping[str, Any]:
 CAPABILITY = Capability(
     name="telemetry",
     provides=(TELEMETRY_KEY, MONITOR_KEY),
-    requires=(CDP_KEY,),
+    requires=(CDP_KEY, CDP_PROXY_KEY),
     lifecycle=lifecycle,
     routes=http.routes,
     operations=OPERATIONS,

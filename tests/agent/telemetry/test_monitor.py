@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
 import pytest
+import websockets
 
 from agent.sandbox import Sandbox
 from tests.helpers.cdp import PageSession
@@ -160,5 +161,21 @@ async def test_new_tabs_are_attached_and_the_curl_targets_are_not(
         e for e in stream.envelopes if e["event"].get("data", {}).get("url") == site.url("/data.json")
     ]
     assert curl_urls == []
+    async with http.get(box.cdp_url + f"/json/close/{tab['id']}"):
+        pass
+
+
+async def test_a_renderer_crash_gives_page_crashed(
+    box: Sandbox, http: aiohttp.ClientSession, site: Site, stream: Reader
+) -> None:
+    async with http.put(box.cdp_url + "/json/new?" + site.url("/plain")) as response:
+        tab = await response.json()
+    await stream.wait_type("page_load", target_id=tab["id"])
+    async with http.get(box.cdp_url + "/json/list") as response:
+        url = next(t for t in await response.json() if t["id"] == tab["id"])["webSocketDebuggerUrl"]
+    async with websockets.connect(url) as ws:
+        await ws.send('{"id": 1, "method": "Page.crash", "params": {}}')
+        crashed = (await stream.wait_type("page_crashed", target_id=tab["id"]))[0]["event"]
+    assert crashed["data"]["url"] == site.url("/plain") and crashed["category"] == "page"
     async with http.get(box.cdp_url + f"/json/close/{tab['id']}"):
         pass

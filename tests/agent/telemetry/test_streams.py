@@ -16,7 +16,7 @@ from tests.helpers.rss import PeakRss
 from tests.helpers.sandboxes import private_sandbox
 from tests.helpers.sdk import SESSION_ID, sdk_client
 
-from .helpers import ENVELOPE, Reader, Site, reading
+from .helpers import ENVELOPE, Site, reading
 
 CDP_ON = {"console": {"enabled": True}, "page": {"enabled": True}}
 
@@ -241,3 +241,15 @@ async def test_a_million_console_lines_keep_memory_bounded_and_the_stream_alive(
     assert rss.growth < 300 * 2**20
     ids = reader.ids
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
+
+
+async def test_cdp_proxy_clients_give_cdp_connect_and_cdp_disconnect(
+    box: Sandbox, http: aiohttp.ClientSession
+) -> None:
+    async with reading(http, box.agent_url + "/telemetry/stream?type=cdp_connect,cdp_disconnect") as reader:
+        await log_lines(box, 1, "proxy")
+        gone = (await reader.wait_type("cdp_disconnect"))[0]["event"]
+    connect = reader.of("cdp_connect")[0]["event"]
+    assert connect["category"] == "connection"
+    assert gone["data"]["connection_id"] == connect["data"]["connection_id"]
+    assert gone["data"]["reason"] == "client_close" and gone["data"]["message_count"] >= 2
