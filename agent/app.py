@@ -29,6 +29,8 @@ from .screenshot import http as screenshot_http
 from .screenshot.capability import CAPABILITY as SCREENSHOT
 from .services import Services
 from .spec import SPEC_KEY, Spec
+from .telemetry import api as telemetry_api
+from .telemetry.capability import CAPABILITY as TELEMETRY
 from .unimplemented import complete as complete_spec
 from .webmcp.capability import CAPABILITY as WEBMCP
 
@@ -69,7 +71,21 @@ NO_DISPLAY_CAPABILITY = Capability(name="no_display", routes=_refusing, health=_
 
 def capabilities(config: Config) -> Sequence[Capability]:
     display = [NO_DISPLAY_CAPABILITY] if config.headless else [COMPUTER, SCREENSHOT, CLIPBOARD]
-    return [SPEC, CDP, HEALTH, *display, FS, PROCESS, CURL, PLAYWRIGHT, LOGS, EXTENSIONS, WEBMCP, REPLAYS]
+    return [
+        SPEC,
+        CDP,
+        HEALTH,
+        *display,
+        FS,
+        PROCESS,
+        CURL,
+        PLAYWRIGHT,
+        LOGS,
+        EXTENSIONS,
+        WEBMCP,
+        REPLAYS,
+        TELEMETRY,
+    ]
 
 
 def build_app(config: Config, spec: Spec | None = None) -> web.Application:
@@ -78,6 +94,7 @@ def build_app(config: Config, spec: Spec | None = None) -> web.Application:
         # The guard first: a web page's request is refused before anything else looks at it.
         middlewares=[
             guard.middleware(config),
+            telemetry_api.middleware(),  # api_call events and X-Telemetry-Seq
             error_middleware,
             spec_module.validation_middleware(config.max_json_body),
         ],

@@ -125,6 +125,24 @@ class Config:
     # The ffmpeg binary.
     replays_ffmpeg: str = "ffmpeg"
 
+    # --- telemetry (agent/telemetry) ---
+    # Categories captured from start-up, comma-separated (or "all" / "none"); changeable at run time with
+    # PUT/PATCH /telemetry. CDP categories (console, network, page, interaction) and screenshot are opt-in
+    # as in SDK 0.131; with none of them on, no CDP domain is enabled at all.
+    telemetry_categories: str = "control,connection,system"
+    # The ring buffer streams resume from: at most this many events and this many bytes (JSON).
+    telemetry_buffer_events: int = 8192
+    telemetry_buffer_bytes: int = 64 * 1024 * 1024
+    # An envelope larger than this keeps its type and loses its data (truncated: true).
+    telemetry_max_event_bytes: int = 1024 * 1024
+    # CDP events waiting for the collector; past this they are dropped and counted (a console.log flood).
+    telemetry_queue_events: int = 10_000
+    # monitor_screenshot: also every this many seconds while the screenshot category is on (0 = only on
+    # load and on uncaught exceptions, at most one per 2 s).
+    telemetry_screenshot_interval_s: float = 0.0
+    # After Chromium went away: monitor_reconnect_failed once it has not come back within this long.
+    telemetry_reconnect_timeout_s: float = 30.0
+
     @property
     def screen_size(self) -> tuple[int, int]:
         width, height, *_ = self.screen.split("x")

@@ -14,11 +14,7 @@ from .errors import AgentError
 from .spec import Spec
 
 # operationIds of agent/openapi.yaml that are not built yet.
-NOT_IMPLEMENTED: frozenset[str] = frozenset(
-    {
-        "streamBrowserTelemetry",
-    }
-)
+NOT_IMPLEMENTED: frozenset[str] = frozenset()
 
 
 class NotImplementedYet(AgentError):
@@ -33,7 +29,7 @@ def _handler(operation_id: str) -> Callable[[web.Request], Awaitable[web.StreamR
     return handler
 
 
-def complete(app: web.Application, spec: Spec) -> None:
+def complete(app: web.Application, spec: Spec, not_implemented: frozenset[str] = NOT_IMPLEMENTED) -> None:
     """Add a 501 route for every listed operation; fail if the spec and the served routes disagree."""
     served = {
         (route.method, route.resource.canonical)
@@ -41,20 +37,20 @@ def complete(app: web.Application, spec: Spec) -> None:
         if route.resource is not None and route.method not in ("HEAD", "*")
     }
     by_id = {op.operation_id: key for key, op in spec.operations.items()}
-    unknown = sorted(NOT_IMPLEMENTED - set(by_id))
+    unknown = sorted(not_implemented - set(by_id))
     if unknown:
         raise RuntimeError("NOT_IMPLEMENTED names operations agent/openapi.yaml lacks: " + ", ".join(unknown))
-    stale = sorted(op_id for op_id in NOT_IMPLEMENTED if by_id[op_id] in served)
+    stale = sorted(op_id for op_id in not_implemented if by_id[op_id] in served)
     if stale:
         raise RuntimeError("served operations still listed in NOT_IMPLEMENTED: " + ", ".join(stale))
     missing = sorted(
         f"{op.operation_id} ({method} {path})"
         for (method, path), op in spec.operations.items()
-        if (method, path) not in served and op.operation_id not in NOT_IMPLEMENTED
+        if (method, path) not in served and op.operation_id not in not_implemented
     )
     if missing:
         listing = ", ".join(missing)
         raise RuntimeError(f"spec operations neither served nor listed as not implemented: {listing}")
-    for op_id in sorted(NOT_IMPLEMENTED):
+    for op_id in sorted(not_implemented):
         method, path = by_id[op_id]
         app.router.add_route(method, path, _handler(op_id))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-FAMILIES = ["computer", "process", "cdp", "fs", "logs", "extensions", "repl", "replays"]
+FAMILIES = ["computer", "process", "cdp", "fs", "logs", "extensions", "repl", "replays", "telemetry"]
 
 
 def main(argv: list[str]) -> int:

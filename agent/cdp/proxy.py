@@ -20,6 +20,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -70,6 +71,15 @@ class CDPProxy:
         self._runner: web.AppRunner | None = None
         self._http: aiohttp.ClientSession | None = None
         self._sockets: set[web.WebSocketResponse] = set()
+        # Told of each websocket client: ("connect" | "disconnect", details); telemetry listens here.
+        self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
+
+    def _tell(self, kind: str, details: dict[str, Any]) -> None:
+        for listener in list(self.listeners):
+            try:
+                listener(kind, details)
+            except Exception:
+                log.exception("CDP proxy listener failed")
 
     # --- activity, for /health and the inactivity timeout ---------------------------------------------
 
@@ -247,11 +257,26 @@ class CDPProxy:
         self._sockets.add(client)
         self.active_connections += 1
         self.total_connections += 1
-        to_chromium = asyncio.create_task(self._pump(client, upstream), name="cdp-proxy-up")
-        to_client = asyncio.create_task(self._pump(upstream, client), name="cdp-proxy-down")
+        connection_id, opened, relayed = str(self.total_connections), time.monotonic(), [0]
+        self._tell("connect", {"connection_id": connection_id})
+        to_chromium = asyncio.create_task(self._pump(client, upstream, relayed), name="cdp-proxy-up")
+        to_client = asyncio.create_task(self._pump(upstream, client, relayed), name="cdp-proxy-down")
+        reason = "context_cancelled"
         try:
             await asyncio.wait({to_chromium, to_client}, return_when=asyncio.FIRST_COMPLETED)
+            reason = "client_close" if to_chromium.done() else "upstream_changed"
         finally:
+            if reason == "context_cancelled" and (to_chromium.done() or client.closed):
+                reason = "client_close"  # the handler was cancelled because the client went away
+            self._tell(
+                "disconnect",
+                {
+                    "connection_id": connection_id,
+                    "duration_ms": round((time.monotonic() - opened) * 1000, 3),
+                    "message_count": relayed[0],
+                    "reason": reason,
+                },
+            )
             for task in (to_chromium, to_client):
                 task.cancel()
             await asyncio.gather(to_chromium, to_client, return_exceptions=True)
@@ -271,10 +296,13 @@ class CDPProxy:
         self,
         source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
         sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+        relayed: list[int] | None = None,
     ) -> None:
         try:
             async for message in source:
                 self.last_activity = time.monotonic()
+                if relayed is not None:
+                    relayed[0] += 1
                 if message.type == WSMsgType.TEXT:
                     await sink.send_str(message.data)
                 elif message.type == WSMsgType.BINARY:
