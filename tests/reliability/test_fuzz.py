@@ -89,8 +89,38 @@ def harmless_copy(raw: dict[str, Any]) -> dict[str, Any]:
         # No privilege changes, no directory or environment of the fuzzer's choice.
         for field in ("as_user", "as_root", "cwd", "env"):
             props.pop(field, None)
-    _cap(spec)
+    # Only what requests use is capped: a response schema (e.g. a result's duration_ms) must stay as it is.
+    request_parts = [
+        part
+        for item in spec["paths"].values()
+        for method, operation in item.items()
+        if method in {"get", "put", "post", "delete", "patch"}
+        for part in (operation.get("parameters"), operation.get("requestBody"))
+        if part
+    ]
+    for name in _referenced(request_parts, schemas):
+        _cap(schemas[name])
+    _cap(request_parts)
     return spec
+
+
+def _referenced(node: Any, schemas: dict[str, Any]) -> set[str]:
+    """The component schemas `node` refers to, transitively."""
+    found: set[str] = set()
+    pending = [node]
+    while pending:
+        current = pending.pop()
+        if isinstance(current, dict):
+            ref = current.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/components/schemas/"):
+                name = ref.rsplit("/", 1)[1]
+                if name not in found:
+                    found.add(name)
+                    pending.append(schemas[name])
+            pending.extend(current.values())
+        elif isinstance(current, list):
+            pending.extend(current)
+    return found
 
 
 def _operations() -> list[str]:
