@@ -16,6 +16,7 @@ from .clipboard.capability import CAPABILITY as CLIPBOARD
 from .computer import http as computer_http
 from .computer.capability import CAPABILITY as COMPUTER
 from .config import Config
+from .control.capability import CAPABILITY as CONTROL
 from .curl.capability import CAPABILITY as CURL
 from .errors import Conflict, error_middleware
 from .fs.capability import CAPABILITY as FS
@@ -65,7 +66,8 @@ NO_DISPLAY_CAPABILITY = Capability(name="no_display", routes=_refusing, health=_
 
 def capabilities(config: Config) -> Sequence[Capability]:
     display = [NO_DISPLAY_CAPABILITY] if config.headless else [COMPUTER, SCREENSHOT, CLIPBOARD]
-    return [SPEC, CDP, HEALTH, *display, FS, PROCESS, CURL, PLAYWRIGHT]
+    control = [CONTROL] if config.control_url else []  # the control link is off without a control plane
+    return [SPEC, CDP, HEALTH, *display, FS, PROCESS, CURL, PLAYWRIGHT, *control]
 
 
 def build_app(config: Config, spec: Spec | None = None) -> web.Application:

@@ -209,6 +209,12 @@ class AgentProtocol:
             return [bye, *self._recycle(now, "peer speaks another protocol version")]
         return []
 
+    def congested(self, now: float) -> list[Action]:
+        """The shell could not hand frames to the socket for a while: start over on a new one."""
+        if self.state in (STOPPED, IDLE, BACKOFF):
+            return []
+        return self._recycle(now, "the socket stayed congested")
+
     def tick(self, now: float) -> list[Action]:
         s = self.state
         if s in (STOPPED, IDLE):
