@@ -16,6 +16,7 @@ from .clipboard.capability import CAPABILITY as CLIPBOARD
 from .computer import http as computer_http
 from .computer.capability import CAPABILITY as COMPUTER
 from .config import Config
+from .control import auth as control_auth
 from .control.capability import CAPABILITY as CONTROL
 from .curl.capability import CAPABILITY as CURL
 from .errors import Conflict, error_middleware
@@ -77,6 +78,7 @@ def build_app(config: Config, spec: Spec | None = None) -> web.Application:
         middlewares=[
             guard.middleware(config),
             error_middleware,
+            control_auth.middleware(config),  # session tokens, once a key is known (else a no-op)
             spec_module.validation_middleware(config.max_json_body),
         ],
         client_max_size=config.max_json_body,

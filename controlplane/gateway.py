@@ -62,6 +62,7 @@ class Gateway:
         liveness: int = 3,
         offline_s: float = 60.0,
         credit: int = 1000,
+        jwt_public_key: str = "",
     ) -> None:
         self.store = store
         self.bind = bind
@@ -71,6 +72,9 @@ class Gateway:
         self.liveness = liveness
         self.offline_s = offline_s
         self.credit = credit
+        # Sent in every WELCOME: the key that verifies session tokens, and each agent's session ("" = none).
+        self.jwt_public_key = jwt_public_key
+        self.sessions: dict[str, str] = {}
         self.keys: dict[str, str] = {}  # Z85 public key → agent id
         self.agents: dict[str, AgentConn] = {}
         self._waiters: dict[str, asyncio.Future[dict[str, Any]]] = {}
@@ -84,6 +88,7 @@ class Gateway:
 
     async def start(self) -> None:
         self.keys = await self.store.call(self.store.keys)
+        self.sessions = {s["agent_id"]: s["id"] for s in await self.store.call(self.store.sessions)}
         auth = zmq.auth.asyncio.AsyncioAuthenticator(self._ctx)
         auth.start()
         auth.configure_curve_callback(domain="*", credentials_provider=_KeyCheck(self))
@@ -209,7 +214,10 @@ class Gateway:
             "liveness": self.liveness,
             "ack_through": ack,
             "credit": self.credit,
+            "session_id": self.sessions.get(agent_id, ""),
         }
+        if self.jwt_public_key:
+            welcome["jwt_public_key"] = self.jwt_public_key
         if conn.cfg is not None:
             welcome["config"] = conn.cfg
         self.send(conn, Frame(codec.WELCOME, welcome))

@@ -243,6 +243,15 @@ class Store:
             for r in self.db.execute(q, args)
         ]
 
+    def telemetry_page(self, agent_id: str, after: int, limit: int) -> list[dict[str, Any]]:
+        """Stored telemetry events in arrival order; `cursor` (the row id) pages on."""
+        rows = self.db.execute(
+            "SELECT rowid, seq, data FROM events WHERE agent_id = ? AND kind LIKE 'telemetry%' AND rowid > ? "
+            "ORDER BY rowid LIMIT ?",
+            (agent_id, after, limit),
+        )
+        return [{"cursor": r[0], "seq": r[1], "data": msgpack.unpackb(r[2], raw=False)} for r in rows]
+
     def count_events(self, agent_id: str) -> int:
         return int(
             self.db.execute("SELECT count(*) FROM events WHERE agent_id = ?", (agent_id,)).fetchone()[0]

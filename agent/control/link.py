@@ -19,7 +19,18 @@ import zmq
 import zmq.asyncio
 
 from . import codec
-from .protocol import Action, AgentProtocol, ApplyConfig, Command, Connect, Recycle, Run, Send, Stopped
+from .protocol import (
+    Action,
+    AgentProtocol,
+    ApplyConfig,
+    Command,
+    Connect,
+    Recycle,
+    Run,
+    Send,
+    Stopped,
+    Welcomed,
+)
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +71,7 @@ class Link:
         run_command: Callable[[Command], None],
         apply_config: Callable[[ApplyConfig], None],
         *,
+        on_welcome: Callable[[Welcomed], None] = lambda welcomed: None,
         tick_s: float = 0.1,
     ) -> None:
         self.url = url
@@ -67,6 +79,7 @@ class Link:
         self.protocol = protocol
         self._run_command = run_command
         self._apply_config = apply_config
+        self._on_welcome = on_welcome
         self.tick_s = tick_s
         self._ctx = zmq.asyncio.Context()
         self._sock: zmq.asyncio.Socket | None = None
@@ -105,6 +118,8 @@ class Link:
                 self._run_command(action.command)
             elif isinstance(action, ApplyConfig):
                 self._apply_config(action)
+            elif isinstance(action, Welcomed):
+                self._on_welcome(action)
             elif isinstance(action, Stopped):
                 log.info("control link stopped: %s", action.reason)
                 self._flush_pending()

@@ -3,7 +3,7 @@
 Inputs: frames from the CP (`receive`), timer ticks with a monotonic `now` (`tick`), local events (`emit`,
 `command_done`, `config_applied`, `set_health`, `drain`). Outputs: a list of actions for the shell:
 `Connect` (open a fresh socket), `Send(frame)`, `Recycle` (throw the socket away, LINGER 0), `Run(command)`,
-`ApplyConfig`, `Stopped`.
+`ApplyConfig`, `Welcomed`, `Stopped`.
 
 Reliability (design/control-link.md): `seq` from 1 per `sid`; un-acked events stay in a buffer bounded by
 count and bytes; after a reconnect they are resent from `ack_through + 1`; when some had to be dropped
@@ -35,7 +35,9 @@ RESULT_KIND = "command.result"
 GAP_KIND = "gap"
 
 # Lifecycle commands the agent itself knows (everything else is an operationId of the spec).
-LIFECYCLE_COMMANDS = frozenset({"agent.restart_chromium", "agent.configure_telemetry", "agent.drain"})
+LIFECYCLE_COMMANDS = frozenset(
+    {"agent.restart_chromium", "agent.configure_telemetry", "agent.drain", "agent.session"}
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,11 +105,18 @@ class ApplyConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class Welcomed:
+    """The CP accepted this connection; its WELCOME header (e.g. the session-token key, the session id)."""
+
+    header: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
 class Stopped:
     reason: str
 
 
-Action = Connect | Send | Recycle | Run | ApplyConfig | Stopped
+Action = Connect | Send | Recycle | Run | ApplyConfig | Welcomed | Stopped
 
 
 @dataclasses.dataclass
@@ -344,7 +353,7 @@ class AgentProtocol:
         self._inflight = 0
         self._unsent = collections.deque(s for s in self._buffer if s > self.sent_through)
         self.last_hb = now - self.heartbeat_s  # a heartbeat right away carries health
-        out: list[Action] = []
+        out: list[Action] = [Welcomed(dict(h))]
         cfg = h.get("config")
         if isinstance(cfg, dict):
             out.extend(self._cfg(cfg))

@@ -20,14 +20,16 @@ from collections.abc import Callable
 from typing import Any
 
 import psutil
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ..config import Config
 from ..errors import AgentError, BadRequest, Unavailable
 from ..operation import Operations
 from ..supervisor_rpc import Supervisor
 from ..tasks import TaskGroup
+from .jwt import load_public_key
 from .link import Link, load_keys, run_guarded
-from .protocol import LIFECYCLE_COMMANDS, AgentProtocol, ApplyConfig, Command, Identity, Settings
+from .protocol import LIFECYCLE_COMMANDS, AgentProtocol, ApplyConfig, Command, Identity, Settings, Welcomed
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +69,13 @@ class ControlService:
         )
         self.protocol = AgentProtocol(self.identity, settings)
         keys = load_keys(config.control_key_file, config.control_server_key)
-        self.link = Link(config.control_url, keys, self.protocol, self._run, self._apply_config)
+        self.link = Link(
+            config.control_url, keys, self.protocol, self._run, self._apply_config, on_welcome=self._welcomed
+        )
+        # Session tokens: the key that verifies them (from the CP, unless config has one) and the session
+        # this agent serves (None = not told: any token of this agent).
+        self.jwt_key: Ed25519PublicKey | None = None
+        self.session_id: str | None = None
         self.tasks = TaskGroup("control")
         self.started = time.monotonic()
         # The CP's desired telemetry config (state): kept until a telemetry service exists to apply it.
@@ -117,6 +125,17 @@ class ControlService:
         self.telemetry_config_version = action.version
         # No telemetry service in this build to hand it to: not reported as applied.
 
+    def _welcomed(self, welcomed: Welcomed) -> None:
+        key = welcomed.header.get("jwt_public_key")
+        if isinstance(key, str) and key:
+            try:
+                self.jwt_key = load_public_key(key)
+            except ValueError:
+                log.warning("control: the CP sent an unusable session-token key")
+        session = welcomed.header.get("session_id")
+        if session is None or isinstance(session, str):
+            self.session_id = session
+
     def _run(self, command: Command) -> None:
         self.tasks.spawn(self._execute(command), name=f"cmd:{command.cmd_id[:32]}")
 
@@ -149,6 +168,12 @@ class ControlService:
                 raise BadRequest("agent.configure_telemetry takes {version: int, config: object}")
             self._apply_config(ApplyConfig(version, config))
             return {"version": version, "applied": False, "detail": "no telemetry service here"}, None
+        if name == "agent.session":
+            session = args.get("session_id")
+            if session is not None and not isinstance(session, str):
+                raise BadRequest("agent.session takes {session_id: string or null}")
+            self.session_id = session
+            return {"session_id": session}, None
         if name == "agent.drain":
             shutdown = args.get("shutdown", True) is not False
             return {"draining": True, "shutdown": shutdown}, lambda: self._drain(shutdown)
