@@ -111,6 +111,10 @@ class Config:
     # Ed25519 public key (PEM file path, or base64url of the raw 32 bytes) that verifies session jwts
     # (`?jwt=` / `Authorization: Bearer`); empty and no key from the CP = tokens are not checked.
     control_jwt_public_key: str = ""
+    # `browser-agent sandbox` (make run) starts a reference control plane beside the sandbox on these
+    # ports unless control_url is set; control_plane_port 0 = none.
+    control_plane_port: int = 7800
+    control_gateway_port: int = 7700
 
     @property
     def screen_size(self) -> tuple[int, int]:
