@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-FAMILIES = ["computer", "process", "cdp", "fs"]
+FAMILIES = ["computer", "process", "cdp", "fs", "control"]
 
 
 def main(argv: list[str]) -> int:

@@ -244,6 +244,10 @@ class AgentProtocol:
         if self.state == STOPPED:
             return []
         self._append(kind, data, ts)
+        # Nagle-like: while a window is in flight, events gather and go in full batches on its ACK (one
+        # frame per event would cost the CP one transaction each); command results go at once.
+        if self._inflight and priority_of(kind) != CRITICAL:
+            return []
         return self._flush(now)
 
     def command_done(self, cmd_id: str, result: dict[str, Any], now: float, ts: float) -> list[Action]:
