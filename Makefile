@@ -13,8 +13,8 @@ run: install
 	@$(VENV)/bin/browser-agent sandbox $(RUN_ARGS)
 
 lint: install
-	$(VENV)/bin/ruff check agent tests bench images harness
-	$(VENV)/bin/ruff format --check agent tests bench images harness
+	$(VENV)/bin/ruff check agent controlplane tests bench images harness
+	$(VENV)/bin/ruff format --check agent controlplane tests bench images harness
 	$(VENV)/bin/mypy
 
 test: install lint

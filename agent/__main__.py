@@ -1,4 +1,5 @@
-"""CLI: `browser-agent serve` (the daemon) and `browser-agent sandbox` (Xvfb + Chromium + agent)."""
+"""CLI: `browser-agent serve` (the daemon), `browser-agent sandbox` (Xvfb + Chromium + agent) and
+`browser-agent control-plane` (the reference control plane, controlplane/)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,11 @@ def _sandbox(config: config_module.Config) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["control-plane"]:  # the reference control plane has its own options
+        from controlplane.__main__ import main as control_plane
+
+        return control_plane(argv[1:])
     parser = argparse.ArgumentParser(prog="browser-agent", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     for name, help_text in (

@@ -52,6 +52,7 @@ log = logging.getLogger(__name__)
 CAPABILITIES_KEY = web.AppKey("capabilities", tuple)
 # The agent's Config is in the registry too (for health sections and operations that read a setting).
 CONFIG_KEY = Key("config", Config)
+OPERATIONS_SERVICE_KEY = Key("operations", Operations)  # the control link calls operations through it
 
 
 def order(capabilities: Sequence[Capability]) -> list[Capability]:
@@ -114,6 +115,7 @@ def install(app: web.Application, config: Config, spec: Spec, capabilities: Sequ
     app[SERVICES_KEY] = services
     app[CAPABILITIES_KEY] = tuple(ordered)
     app[OPERATIONS_KEY] = Operations(spec, services, [op for cap in ordered for op in cap.operations])
+    services.provide(OPERATIONS_SERVICE_KEY, app[OPERATIONS_KEY])
     for cap in ordered:
         if cap.lifecycle is not None:
             app.cleanup_ctx.append(_cleanup_ctx(cap, cap.lifecycle, services, config))

@@ -143,6 +143,30 @@ class Config:
     # After Chromium went away: monitor_reconnect_failed once it has not come back within this long.
     telemetry_reconnect_timeout_s: float = 30.0
 
+    # --- control link (agent/control): off unless control_url is set ---
+    # The control plane's gateway, e.g. tcp://10.0.0.1:7700.
+    control_url: str = ""
+    # The gateway's CURVE public key (Z85, 40 characters): the image carries only this.
+    control_server_key: str = ""
+    # The agent's own CURVE keypair: a zmq certificate file holding public-key and secret-key (a mounted
+    # secret, never in the image).
+    control_key_file: str = ""
+    # The id the agent says in HELLO (the CP trusts only the key's mapping); empty = the host name.
+    control_agent_id: str = ""
+    # The agent's HTTP and CDP addresses as the CP and its users reach them; empty = from host and ports.
+    control_base_url: str = ""
+    control_cdp_url: str = ""
+    control_heartbeat_s: float = 5.0
+    control_buffer_events: int = 10_000
+    control_buffer_bytes: int = 16 * 1024 * 1024
+    # Ed25519 public key (PEM file path, or base64url of the raw 32 bytes) that verifies session jwts
+    # (`?jwt=` / `Authorization: Bearer`); empty and no key from the CP = tokens are not checked.
+    control_jwt_public_key: str = ""
+    # `browser-agent sandbox` (make run) starts a reference control plane beside the sandbox on these
+    # ports unless control_url is set; control_plane_port 0 = none.
+    control_plane_port: int = 7800
+    control_gateway_port: int = 7700
+
     @property
     def screen_size(self) -> tuple[int, int]:
         width, height, *_ = self.screen.split("x")

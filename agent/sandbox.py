@@ -167,6 +167,16 @@ class Sandbox:
 
 def run_foreground(config: Config) -> int:
     """`make run`: start, print the URLs once both answer, and stop everything on Ctrl-C."""
+    control_plane: subprocess.Popen[bytes] | None = None
+    snippet: list[str] = []
+    if config.control_plane_port and not config.control_url:
+        from controlplane import local  # a reference control plane beside the sandbox (issue 12)
+
+        try:
+            config, control_plane, snippet = local.start_beside(config)
+        except RuntimeError as exc:
+            print(f"browser-agent sandbox: {exc}", file=sys.stderr)
+            return 1
     sandbox = Sandbox(config)
 
     def interrupt(signum: int, frame: object) -> None:
@@ -186,6 +196,8 @@ def run_foreground(config: Config) -> int:
         print(f"agent   {sandbox.agent_url}   (health: {sandbox.agent_url}/health)")
         print(f"CDP     {sandbox.cdp_url}   ({report['chromium'].get('browser')})")
         print(f"display {config.display} {config.screen}; state and logs in {sandbox.state_dir}")
+        if snippet:
+            print("control plane: the official SDK drives this sandbox with", *snippet, sep="\n    ")
         print("Ctrl-C stops everything.", flush=True)
         assert sandbox.process is not None
         return sandbox.process.wait()
@@ -198,3 +210,5 @@ def run_foreground(config: Config) -> int:
     finally:
         with contextlib.suppress(KeyboardInterrupt):
             sandbox.stop()
+            if control_plane is not None:
+                local.stop(control_plane)

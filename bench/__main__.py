@@ -9,7 +9,18 @@ from __future__ import annotations
 import importlib
 import sys
 
-FAMILIES = ["computer", "process", "cdp", "fs", "logs", "extensions", "repl", "replays", "telemetry"]
+FAMILIES = [
+    "computer",
+    "process",
+    "cdp",
+    "fs",
+    "logs",
+    "extensions",
+    "repl",
+    "replays",
+    "telemetry",
+    "control",
+]
 
 
 def main(argv: list[str]) -> int:
