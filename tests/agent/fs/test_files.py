@@ -74,7 +74,8 @@ async def test_abandoned_upload_leaves_the_old_file_and_no_temp_file(
     host, port = sandbox.agent_url.removeprefix("http://").split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
     head = (
-        f"PUT /fs/write_file?path={target} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/octet-stream\r\n"
+        f"PUT /fs/write_file?path={target} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        "Content-Type: application/octet-stream\r\n"
         "Content-Length: 50000000\r\n\r\n"
     )
     writer.write(head.encode() + b"x" * 6_000_000)  # more than one block: the temp file exists meanwhile
