@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import grp
 import os
@@ -73,7 +74,8 @@ async def test_abandoned_upload_leaves_the_old_file_and_no_temp_file(
     host, port = sandbox.agent_url.removeprefix("http://").split(":")
     reader, writer = await asyncio.open_connection(host, int(port))
     head = (
-        f"PUT /fs/write_file?path={target} HTTP/1.1\r\nHost: x\r\nContent-Type: application/octet-stream\r\n"
+        f"PUT /fs/write_file?path={target} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        "Content-Type: application/octet-stream\r\n"
         "Content-Length: 50000000\r\n\r\n"
     )
     writer.write(head.encode() + b"x" * 6_000_000)  # more than one block: the temp file exists meanwhile
@@ -343,3 +345,36 @@ async def test_large_writes_go_around_the_parser_and_close_the_connection(
     assert "must match" in error(await fs.write(workdir / "m.bin", data, mode="99"), 400)
     assert "is a directory" in error(await fs.write(workdir, data), 400)
     assert sorted(names(workdir)) == ["big0.bin", "big1.bin", "big2.bin"]
+
+
+async def test_a_large_write_allocates_its_whole_length_before_the_body_arrives(
+    fs: FsClient, workdir: Path, sandbox: Sandbox
+) -> None:
+    """A spliced body's blocks are fallocate(2)d up front (the faster write, and a full disk fails before
+    the body is read); an abandoned upload still leaves nothing behind."""
+    length = 32 * 1024 * 1024
+    host, port = sandbox.agent_url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    head = (
+        f"PUT /fs/write_file?path={workdir / 'big.bin'} HTTP/1.1\r\nHost: {host}:{port}\r\n"
+        f"Content-Type: application/octet-stream\r\nContent-Length: {length}\r\n\r\n"
+    )
+    writer.write(head.encode() + b"x" * (2 * 1024 * 1024))
+    await writer.drain()
+    allocated = 0
+    for _ in range(250):
+        temps = [name for name in names(workdir) if name.endswith(".part")]
+        if temps:
+            with contextlib.suppress(FileNotFoundError):
+                allocated = (workdir / temps[0]).stat().st_blocks * 512
+            if allocated >= length:
+                break
+        await asyncio.sleep(0.02)
+    writer.close()
+    reader.feed_eof()
+    assert allocated >= length, f"{allocated} bytes allocated with 2 MiB of {length} sent"
+    for _ in range(250):
+        if not names(workdir):
+            break
+        await asyncio.sleep(0.02)
+    assert names(workdir) == []
