@@ -214,7 +214,7 @@ async def test_a_chromium_restart_gives_disconnected_then_reconnected_and_events
 
 
 @pytest.mark.xfail(
-    reason="known defect since the merge with webmcp/replays: after the Chromium restart test in this module, "
+    reason="known defect since the merge with webmcp/replays: after this module's Chromium restart test, "
     "the stream delivers no events for new pages (passes on its own branch; see issue 10's note)",
     strict=False,
 )
@@ -249,7 +249,7 @@ async def test_a_million_console_lines_keep_memory_bounded_and_the_stream_alive(
 
 
 @pytest.mark.xfail(
-    reason="known defect since the merge with webmcp/replays: after the Chromium restart test in this module, "
+    reason="known defect since the merge with webmcp/replays: after this module's Chromium restart test, "
     "the stream delivers no events for new pages (passes on its own branch; see issue 10's note)",
     strict=False,
 )
