@@ -18,8 +18,8 @@ import psutil
 
 from agent.control.protocol import READY, Settings
 from bench.common import Timing, measure, report, sandbox
+from harness.controlplane import InProcessAgent, Keys, gateway, wait_for
 from harness.sandboxes import free_port
-from tests.controlplane.helpers import InProcessAgent, Keys, gateway, wait_for
 
 EVENTS = 30_000
 REPO = Path(__file__).resolve().parent.parent
@@ -55,7 +55,7 @@ AGENTS_SCRIPT = """
 import asyncio, sys
 from agent.control.protocol import Settings
 from agent.control.link import load_keys
-from tests.controlplane.helpers import InProcessAgent
+from harness.controlplane import InProcessAgent
 async def main():
     url, server, certs = sys.argv[1], sys.argv[2], sys.argv[3:]
     agents = [InProcessAgent(load_keys(c, server), url, Settings(heartbeat_s=1.0)) for c in certs]

@@ -19,8 +19,8 @@ from agent.control import codec
 from agent.control.codec import Frame
 from agent.sandbox import Sandbox
 from controlplane.gateway import Gateway
+from harness.controlplane import Keys, gateway, wait_for
 from harness.sandboxes import free_port, private_sandbox
-from tests.controlplane.helpers import Keys, gateway, wait_for
 
 
 @contextlib.asynccontextmanager

@@ -16,8 +16,8 @@ from agent.control import codec
 from agent.control.codec import Frame
 from agent.control.protocol import READY, Settings
 from controlplane.gateway import Gateway
+from harness.controlplane import InProcessAgent, Keys, Relay, gateway, wait_for
 from harness.sandboxes import free_port
-from tests.controlplane.helpers import InProcessAgent, Keys, Relay, gateway, wait_for
 
 FAST = Settings(heartbeat_s=0.2, backoff_base_s=0.05, backoff_max_s=0.3)
 GW: dict[str, Any] = {"heartbeat_s": 0.2, "liveness": 3}

@@ -25,8 +25,8 @@ from agent.control.jwt import public_key_text, session_token, sign
 from agent.sandbox import Sandbox
 from controlplane.api import API
 from controlplane.gateway import Gateway
+from harness.controlplane import Keys, gateway, wait_for
 from harness.sandboxes import free_port, private_sandbox
-from tests.controlplane.helpers import Keys, gateway, wait_for
 
 API_KEY = "cp-test-key"
 
