@@ -9,14 +9,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import AsyncIterator
 from typing import Any, BinaryIO
 
-from aiohttp import BodyPartReader, MultipartReader, hdrs, web
-from aiohttp.http import HttpProcessingError
+from aiohttp import web
 
 from ..config import Config
 from ..errors import BadRequest
+from ..multipart import next_part, open_reader, part_chunks, part_text
 from ..operation import services_of, spec_of
 from ..spec import check
 from . import EXTENSIONS_KEY
@@ -24,48 +23,9 @@ from . import operations as ops
 from .models import ExtensionUpload, UploadExtensionsRequest
 
 PATH = "/extensions"
-PART_CHUNK = 1024 * 1024
 MAX_NAME_BYTES = 4096
 _FIELD = re.compile(r"^extensions\[\]\[(name|zip_file)\]$")
 _EXPECTED = "expected extensions[][name] and extensions[][zip_file]"
-# What aiohttp's multipart reader raises on a malformed body.
-_MALFORMED = (ValueError, RuntimeError, AssertionError, HttpProcessingError)
-
-
-def _malformed(exc: Exception) -> BadRequest:
-    detail = exc.message if isinstance(exc, HttpProcessingError) and exc.message else str(exc)
-    return BadRequest(f"malformed multipart body: {detail}")
-
-
-async def _next_part(reader: MultipartReader) -> BodyPartReader | None:
-    try:
-        part = await reader.next()
-    except _MALFORMED as exc:
-        raise _malformed(exc) from None
-    if part is not None and not isinstance(part, BodyPartReader):
-        raise BadRequest("nested multipart bodies are not supported")
-    return part
-
-
-async def _chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
-    encoded = hdrs.CONTENT_TRANSFER_ENCODING in part.headers
-    try:
-        while chunk := await part.read_chunk(PART_CHUNK):
-            yield part.decode(chunk) if encoded else chunk
-    except _MALFORMED as exc:
-        raise _malformed(exc) from None
-
-
-async def _text(part: BodyPartReader) -> str:
-    data = bytearray()
-    async for chunk in _chunks(part):
-        data += chunk
-        if len(data) > MAX_NAME_BYTES:
-            raise BadRequest(f"form field {part.name!r} is too long")
-    try:
-        return data.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        raise BadRequest(f"form field {part.name!r} is not UTF-8 text") from None
 
 
 def _check_names(request: web.Request, names: list[str], files: int) -> None:
@@ -81,26 +41,21 @@ def _check_names(request: web.Request, names: list[str], files: int) -> None:
 
 
 async def upload_extensions(request: web.Request) -> web.Response:
-    if not request.content_type.startswith("multipart/"):
-        raise BadRequest(f"send multipart/form-data, got Content-Type {request.content_type!r}")
     service = services_of(request).get(EXTENSIONS_KEY)
-    try:
-        reader = await request.multipart()
-    except _MALFORMED as exc:
-        raise _malformed(exc) from None
+    reader = await open_reader(request)
     names: list[str] = []
     files: list[BinaryIO] = []
     budget = service.limits.max_bytes
     handed_over = False
     try:
-        while (part := await _next_part(reader)) is not None:
+        while (part := await next_part(reader)) is not None:
             match = _FIELD.match(part.name or "")
             if match is None:
                 raise BadRequest(f"unexpected form field {part.name!r} ({_EXPECTED})")
             if match.group(1) == "name":
-                names.append(await _text(part))
+                names.append(await part_text(part, MAX_NAME_BYTES))
             else:
-                spool, size = await service.spool(_chunks(part), budget)
+                spool, size = await service.spool(part_chunks(part), budget)
                 files.append(spool)
                 budget -= size
         _check_names(request, names, len(files))

@@ -8,14 +8,13 @@ import logging
 import re
 import socket
 import threading
-from collections.abc import AsyncIterator
 
-from aiohttp import BodyPartReader, MultipartReader, hdrs, web
+from aiohttp import hdrs, web
 from aiohttp.helpers import content_disposition_header
-from aiohttp.http import HttpProcessingError
 
 from ..config import Config
 from ..errors import AgentError, BadRequest
+from ..multipart import next_part, open_reader, part_chunks, part_text
 from ..operation import json_route, services_of, typed_request
 from ..sse import last_event_id, stream
 from . import FS_KEY
@@ -27,17 +26,8 @@ from .service import FsService, OpenedFile
 
 log = logging.getLogger(__name__)
 
-PART_CHUNK = 1024 * 1024
 MAX_FIELD_BYTES = 64 * 1024
 _INDEXED = re.compile(r"^files(?:\[(\d*)\](?:\[(\w+)\]|\.(\w+))|\.(\d+)\.(\w+))$")
-# What aiohttp's multipart reader raises on a malformed body: HttpProcessingError covers a bad part header
-# (InvalidHeader), a part header line that is too long (LineTooLong) and too many part headers.
-_MALFORMED = (ValueError, RuntimeError, AssertionError, HttpProcessingError)
-
-
-def _malformed(exc: Exception, where: str = "") -> BadRequest:
-    detail = exc.message if isinstance(exc, HttpProcessingError) and exc.message else str(exc)
-    return BadRequest(f"malformed multipart body{where}: {detail}")
 
 
 def _service(request: web.Request) -> FsService:
@@ -159,48 +149,6 @@ async def write_file(request: web.Request) -> web.Response:
     return response
 
 
-async def _multipart(request: web.Request) -> MultipartReader:
-    if not request.content_type.startswith("multipart/"):
-        raise BadRequest(f"send multipart/form-data, got Content-Type {request.content_type!r}")
-    try:
-        return await request.multipart()
-    except _MALFORMED as exc:
-        raise _malformed(exc) from None
-
-
-async def _next_part(reader: MultipartReader) -> BodyPartReader | None:
-    try:
-        part = await reader.next()
-    except _MALFORMED as exc:
-        raise _malformed(exc) from None
-    if part is None:
-        return None
-    if not isinstance(part, BodyPartReader):
-        raise BadRequest("nested multipart bodies are not supported")
-    return part
-
-
-async def _part_chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
-    encoded = hdrs.CONTENT_TRANSFER_ENCODING in part.headers
-    try:
-        while chunk := await part.read_chunk(PART_CHUNK):
-            yield part.decode(chunk) if encoded else chunk
-    except _MALFORMED as exc:
-        raise _malformed(exc, f" in part {part.name!r}") from None
-
-
-async def _part_text(part: BodyPartReader) -> str:
-    data = bytearray()
-    async for chunk in _part_chunks(part):
-        data += chunk
-        if len(data) > MAX_FIELD_BYTES:
-            raise BadRequest(f"form field {part.name!r} is too long")
-    try:
-        return data.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        raise BadRequest(f"form field {part.name!r} is not UTF-8 text") from None
-
-
 class _Indexes:
     """files[i][field] → (i, field); `files[][field]` (no index): n-th dest_path with n-th file."""
 
@@ -233,16 +181,16 @@ class _Indexes:
 
 
 async def upload(request: web.Request) -> web.Response:
-    reader = await _multipart(request)
+    reader = await open_reader(request)
     batch = _service(request).upload()
     indexes = _Indexes()
     try:
-        while (part := await _next_part(reader)) is not None:
+        while (part := await next_part(reader)) is not None:
             index, field = indexes.parse(part.name)
             if field == "dest_path":
-                await batch.dest(index, await _part_text(part))
+                await batch.dest(index, await part_text(part, MAX_FIELD_BYTES))
             else:
-                await batch.file(index, _part_chunks(part))
+                await batch.file(index, part_chunks(part))
         await batch.commit()
     finally:
         await batch.discard()
@@ -251,21 +199,21 @@ async def upload(request: web.Request) -> web.Response:
 
 async def upload_zip(request: web.Request) -> web.Response:
     service = _service(request)
-    reader = await _multipart(request)
+    reader = await open_reader(request)
     dest_path: str | None = None
     spool = None
     try:
-        while (part := await _next_part(reader)) is not None:
+        while (part := await next_part(reader)) is not None:
             if part.name == "dest_path":
                 if dest_path is not None:
                     raise BadRequest("dest_path given twice")
-                dest_path = await _part_text(part)
+                dest_path = await part_text(part, MAX_FIELD_BYTES)
                 if not dest_path.startswith("/"):
                     raise BadRequest(f"dest_path must be absolute, got {dest_path!r}")
             elif part.name == "zip_file":
                 if spool is not None:
                     raise BadRequest("zip_file given twice")
-                spool = await service.spool_zip(_part_chunks(part), dest_path)
+                spool = await service.spool_zip(part_chunks(part), dest_path)
             else:
                 raise BadRequest(f"unexpected form field {part.name!r} (expected dest_path and zip_file)")
         if dest_path is None or spool is None:
