@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from kernel import AsyncKernel, NotFoundError
 from kernel.lib.browser_routing.routing import BrowserRoute
 
-from agent.control.jwt import public_key_text, session_token, sign
+from agent.jwt import public_key_text, session_token, sign
 from agent.sandbox import Sandbox
 from controlplane.api import API
 from controlplane.gateway import Gateway
