@@ -64,6 +64,4 @@ def _health(services: Services) -> Mapping[str, Any]:
 
 
 # Always installed, before everything that publishes or checks tokens.
-CAPABILITY = Capability(
-    name="core", provides=(EVENTS_KEY, AUTH_KEY), lifecycle=lifecycle, health=_health
-)
+CAPABILITY = Capability(name="core", provides=(EVENTS_KEY, AUTH_KEY), lifecycle=lifecycle, health=_health)

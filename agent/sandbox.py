@@ -124,7 +124,7 @@ class Sandbox:
                 data: dict[str, Any] = json.loads(response.read())
                 return data
         except urllib.error.HTTPError as exc:
-            # 401: the proxy answers and wants a session token (agent/auth.py); /health tells Chromium's state.
+            # 401: the proxy answers and wants a session token (agent/auth.py); /health tells of Chromium.
             return {} if exc.code == 401 else None
         except (OSError, ValueError):
             return None
