@@ -16,10 +16,13 @@ Tokens never reach a log line: `RedactTokens` rewrites `jwt=…` in every record
 
 from __future__ import annotations
 
+import collections
 import ipaddress
 import logging
 import re
+import time
 from collections.abc import Mapping
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
@@ -27,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from .config import Config
 from .errors import AgentError, Handler
-from .jwt import InvalidToken, load_public_key, verify
+from .jwt import LEEWAY_S, InvalidToken, load_public_key, verify
 from .operation import SERVICES_KEY
 from .services import Key
 
@@ -36,6 +39,7 @@ from .services import Key
 OPEN_PATHS = frozenset({"/health", "/spec.yaml", "/spec.json"})
 
 INSECURE_HINT = "--insecure-no-auth (AGENT_INSECURE_NO_AUTH=1)"
+VERIFIED_CACHE = 256
 
 
 class Unauthorized(AgentError):
@@ -91,6 +95,9 @@ class SessionAuth:
         self.required = required
         self._configured = configured  # a key from config wins over one from the link
         self.refused = 0
+        # Tokens whose signature verified (an Ed25519 check costs ~150 µs; the SDK sends one token on every
+        # call): token → claims, bounded; expiry, agent and session are still checked on each use.
+        self._verified: collections.OrderedDict[str, dict[str, Any]] = collections.OrderedDict()
 
     @classmethod
     def from_config(cls, config: Config) -> SessionAuth:
@@ -101,6 +108,7 @@ class SessionAuth:
     def set_key(self, key: Ed25519PublicKey) -> None:
         if not self._configured:
             self.key = key
+            self._verified.clear()
 
     @property
     def active(self) -> bool:
@@ -129,10 +137,18 @@ class SessionAuth:
             )
         if token is None:
             raise Unauthorized("a session token is required (?jwt= or Authorization: Bearer)")
-        try:
-            claims = verify(self.key, token)
-        except InvalidToken as exc:
-            raise Unauthorized(f"invalid session token: {exc}") from None
+        claims = self._verified.get(token)
+        if claims is not None and time.time() > claims["exp"] + LEEWAY_S:
+            del self._verified[token]
+            claims = None
+        if claims is None:
+            try:
+                claims = verify(self.key, token)
+            except InvalidToken as exc:
+                raise Unauthorized(f"invalid session token: {exc}") from None
+            self._verified[token] = claims
+            while len(self._verified) > VERIFIED_CACHE:
+                self._verified.popitem(last=False)
         if self.agent_id and claims.get("agent") not in (None, self.agent_id):
             raise Unauthorized("the token is for another agent")
         if self.session_id is not None and claims.get("sub") != self.session_id:

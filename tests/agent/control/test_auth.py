@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from playwright.async_api import async_playwright
 
 from agent import config as config_module
-from agent.auth import is_loopback, redact, startup_problem
+from agent.auth import SessionAuth, Unauthorized, is_loopback, redact, startup_problem
 from agent.config import Config
 from agent.jwt import public_key_text, session_token, sign
 from agent.sandbox import REPO, Sandbox
@@ -68,6 +68,30 @@ def test_insecure_no_auth_from_env_and_cli() -> None:
 def test_tokens_are_redacted() -> None:
     line = 'GET /computer/get_mouse_position?x=1&jwt=eyJh.eyJz.c2ln HTTP/1.1 "Bearer eyJh.b.c"'
     assert redact(line) == 'GET /computer/get_mouse_position?x=1&jwt=<redacted> HTTP/1.1 "Bearer <redacted>"'
+
+
+def test_verified_tokens_are_remembered_but_their_claims_checked_each_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    auth = SessionAuth(SIGNING.public_key(), agent_id="agent-1")
+    auth.session_id = "s-1"
+    token = session_token(SIGNING, "s-1", "agent-1", 60)
+    auth.check("/x", token)
+    auth.check("/x", token)  # from the cache
+    auth.session_id = "s-2"
+    with pytest.raises(Unauthorized):
+        auth.check("/x", token)
+    auth.session_id = "s-1"
+    later = time.time() + 3600  # past exp + leeway: a remembered token expires too
+    monkeypatch.setattr(time, "time", lambda: later)
+    with pytest.raises(Unauthorized, match="expired"):
+        auth.check("/x", token)
+    monkeypatch.undo()
+    auth.check("/x", token)
+    auth.set_key(Ed25519PrivateKey.generate().public_key())  # the CP's new key: old tokens are re-verified
+    with pytest.raises(Unauthorized, match="bad signature"):
+        auth.check("/x", token)
+    assert auth.status() == {"key": True, "required": True, "refused": 3}
 
 
 def _serve(*args: str, state: Path) -> subprocess.Popen[str]:
