@@ -166,7 +166,7 @@ def cdp_websocket() -> str:
     product = answer.get("result", {}).get("product")
     if not product:
         raise AssertionError(f"got {answer!r}")
-    return f"{url} → {product}"
+    return f"{url.partition('?')[0]} (?jwt=…) → {product}"
 
 
 def no_token() -> str:
