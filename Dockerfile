@@ -2,6 +2,9 @@
 # It runs the same images/install.sh that `make` and CI run, so CI proves this recipe.
 #   docker build -t browser-vm-agent .                                  (headful)
 #   docker build --build-arg HEADLESS=1 -t browser-vm-agent:headless .  (Chromium --headless=new)
+# It serves on 0.0.0.0, so it needs the session-token key (docs/api.md, "Session tokens"): run it with
+# -e AGENT_CONTROL_JWT_PUBLIC_KEY=<key>, or -e AGENT_CONTROL_URL=… (the control plane sends the key), or
+# explicitly -e AGENT_INSECURE_NO_AUTH=1; otherwise the agent refuses to start and says so in its log.
 FROM debian:bookworm-slim
 
 ARG HEADLESS=0

@@ -12,7 +12,13 @@ from . import config as config_module
 
 def _serve(config: config_module.Config) -> int:
     from .app import build_app
+    from .auth import startup_problem
     from .server import run
+
+    problem = startup_problem(config)
+    if problem is not None:
+        print(f"browser-agent: {problem}", file=sys.stderr, flush=True)
+        return 2
 
     access_log = logging.getLogger("aiohttp.access") if config.log_level == "debug" else None
     run(build_app(config), config, access_log)
@@ -46,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    from .auth import RedactTokens
+
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactTokens())  # no session token in any log line (access log included)
     return _serve(config) if args.command == "serve" else _sandbox(config)
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import guard, sse
+from . import auth, events, guard, sse
 from . import spec as spec_module
 from .capability import Capability, install
 from .cdp.capability import CAPABILITY as CDP
@@ -16,7 +16,6 @@ from .clipboard.capability import CAPABILITY as CLIPBOARD
 from .computer import http as computer_http
 from .computer.capability import CAPABILITY as COMPUTER
 from .config import Config
-from .control import auth as control_auth
 from .control.capability import CAPABILITY as CONTROL
 from .curl.capability import CAPABILITY as CURL
 from .errors import Conflict, error_middleware
@@ -75,7 +74,7 @@ def capabilities(config: Config) -> Sequence[Capability]:
     display = [NO_DISPLAY_CAPABILITY] if config.headless else [COMPUTER, SCREENSHOT, CLIPBOARD]
     control = [CONTROL] if config.control_url else []  # the control link is off without a control plane
     return [
-        *(SPEC, CDP, HEALTH),
+        *(events.CAPABILITY, SPEC, CDP, HEALTH),
         *display,
         *(FS, PROCESS, CURL, PLAYWRIGHT, LOGS, EXTENSIONS, WEBMCP, REPLAYS, TELEMETRY),
         *control,
@@ -90,7 +89,7 @@ def build_app(config: Config, spec: Spec | None = None) -> web.Application:
             guard.middleware(config),
             telemetry_api.middleware(),  # api_call events and X-Telemetry-Seq
             error_middleware,
-            control_auth.middleware(config),  # session tokens, once a key is known (else a no-op)
+            auth.middleware(),  # session tokens: once a key is known, or beyond loopback (agent/auth.py)
             spec_module.validation_middleware(config.max_json_body),
         ],
         client_max_size=config.max_json_body,

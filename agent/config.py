@@ -166,6 +166,9 @@ class Config:
     # ports unless control_url is set; control_plane_port 0 = none.
     control_plane_port: int = 7800
     control_gateway_port: int = 7700
+    # Serve beyond loopback (host other than 127.0.0.1 / ::1 / localhost) with no session-token key: the agent
+    # refuses to start that way unless this is set (agent/auth.py). A key, once known, is checked anyway.
+    insecure_no_auth: bool = False
 
     @property
     def screen_size(self) -> tuple[int, int]:
@@ -218,8 +221,13 @@ def from_env(env: Mapping[str, str]) -> dict[str, Any]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """One --option per Config field; unset options leave lower layers alone."""
+    hints = _field_types()
     for field in dataclasses.fields(Config):
-        parser.add_argument("--" + field.name.replace("_", "-"), dest=field.name, default=None)
+        flag = "--" + field.name.replace("_", "-")
+        if hints[field.name] is bool:  # `--insecure-no-auth` alone means true; `--headless 0` still works
+            parser.add_argument(flag, dest=field.name, default=None, nargs="?", const="true")
+        else:
+            parser.add_argument(flag, dest=field.name, default=None)
 
 
 def load(args: argparse.Namespace | None = None, env: Mapping[str, str] | None = None) -> Config:

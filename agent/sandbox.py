@@ -123,6 +123,9 @@ class Sandbox:
             with urllib.request.urlopen(self.cdp_url + "/json/version", timeout=2) as response:
                 data: dict[str, Any] = json.loads(response.read())
                 return data
+        except urllib.error.HTTPError as exc:
+            # 401: the proxy answers and wants a session token (agent/auth.py); /health tells of Chromium.
+            return {} if exc.code == 401 else None
         except (OSError, ValueError):
             return None
 

@@ -22,7 +22,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.control.jwt import public_key_text
+from agent.jwt import public_key_text
 
 from .api import API
 from .gateway import Gateway

@@ -25,7 +25,7 @@ import aiohttp
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.control.jwt import session_token
+from agent.jwt import session_token
 
 from .gateway import Gateway
 from .store import Store

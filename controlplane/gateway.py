@@ -19,14 +19,14 @@ import zmq
 import zmq.asyncio
 import zmq.auth.asyncio
 
-from agent.control import codec
+from agent.control import codec, curve
 from agent.control.codec import Frame
 
 from .store import Store
 
 log = logging.getLogger(__name__)
 
-MAX_MESSAGE = 1024 * 1024
+MAX_MESSAGE = curve.MAX_MESSAGE
 
 
 @dataclasses.dataclass
@@ -94,16 +94,10 @@ class Gateway:
         auth.configure_curve_callback(domain="*", credentials_provider=_KeyCheck(self))
         self._auth = auth
         sock = self._ctx.socket(zmq.ROUTER)
-        sock.setsockopt(zmq.LINGER, 0)
+        curve.configure(sock, public=self.public_key, secret=self.secret_key, sndhwm=1000)
         sock.setsockopt(zmq.ROUTER_MANDATORY, 1)
-        sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE)
-        sock.setsockopt(zmq.SNDHWM, 1000)
-        sock.setsockopt(zmq.TCP_KEEPALIVE, 1)
         sock.setsockopt(zmq.HEARTBEAT_IVL, int(self.heartbeat_s * 1000))
         sock.setsockopt(zmq.HEARTBEAT_TIMEOUT, int(self.heartbeat_s * self.liveness * 1000))
-        sock.curve_server = True
-        sock.curve_secretkey = self.secret_key
-        sock.curve_publickey = self.public_key
         sock.bind(self.bind)
         self.endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
         self._sock = sock

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import shutil
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -17,9 +19,10 @@ import zmq.auth
 
 from agent.control.link import CurveKeys, Link, load_keys
 from agent.control.protocol import AgentProtocol, ApplyConfig, Command, Identity, Settings
+from agent.sandbox import Sandbox
 from controlplane.gateway import Gateway
 from controlplane.store import Store
-from harness.sandboxes import free_port
+from harness.sandboxes import free_port, private_sandbox
 
 
 class Keys:
@@ -125,3 +128,28 @@ class Relay:
             dst.close()
 
         await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+
+@contextlib.asynccontextmanager
+async def linked_sandbox(**overrides: Any) -> AsyncIterator[tuple[Gateway, Sandbox, Path]]:
+    """A real sandbox whose agent links to a real gateway (heartbeat 0.5 s) as agent-1."""
+    root = Path(tempfile.mkdtemp(prefix="agent-test-control-"))
+    try:
+        keys, port = Keys(root), free_port()
+        async with gateway(keys, root / "cp.db", port, heartbeat_s=0.5) as gw:
+            box_cm = private_sandbox(
+                "agent-test-control-box-",
+                control_url=f"tcp://127.0.0.1:{port}",
+                control_server_key=keys.cp_public.decode(),
+                control_key_file=keys.agent_cert,
+                control_agent_id="agent-1",
+                **overrides,
+            )
+            # The sandbox starts in a thread: the gateway keeps answering meanwhile.
+            box = await asyncio.to_thread(box_cm.__enter__)
+            try:
+                yield gw, box, root
+            finally:
+                await asyncio.to_thread(box_cm.__exit__, None, None, None)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

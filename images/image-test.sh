@@ -309,6 +309,16 @@ show_logs() {
   done
 }
 run_env=(PATH="$default_path" HOME=/root HOSTNAME=browser-vm "${DF_ENV[@]}")
+# The image binds 0.0.0.0, so it needs a session-token key (agent/auth.py), as `docker run -e` gives it: a
+# fresh keypair per run, made with the image's own Python; the smoke test signs its token with the secret.
+read -r jwt_public smoke_jwt < <(chroot "$root" /usr/bin/env -i PATH="$default_path" /bin/sh -c \
+  'cd /opt/agent/src && exec /opt/agent/venv/bin/python -c "
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from agent.jwt import public_key_text, session_token
+key = Ed25519PrivateKey.generate()
+print(public_key_text(key.public_key()), session_token(key, \"image-test\", \"\", 3600))"') ||
+  die "could not make a session-token key with the image's Python"
+run_env+=(AGENT_CONTROL_JWT_PUBLIC_KEY="$jwt_public")
 log "ENTRYPOINT ${DF_ENTRYPOINT[*]}"
 unshare --net --pid --fork --kill-child --mount --propagation private -- \
   "$self" _boot "$root" "$DF_WORKDIR" -- "${run_env[@]}" -- "${DF_ENTRYPOINT[@]}" &
@@ -324,7 +334,7 @@ done
 smoke_rc=0
 { # in the background, so that a signal reaches the trap at once (the smoke dies with the pid namespace)
   nsenter -t "$boot_pid" --net --mount --pid -- chroot "$root" /usr/bin/env -i "${run_env[@]}" \
-    /opt/agent/venv/bin/python - <"$repo/images/smoke.py" | tee "$work/smoke.out"
+    SMOKE_JWT="$smoke_jwt" /opt/agent/venv/bin/python - <"$repo/images/smoke.py" | tee "$work/smoke.out"
 } &
 wait $! || smoke_rc=$?
 summary="$(grep -E '^image-test: [0-9]+ passed, [0-9]+ failed$' "$work/smoke.out" | tail -n 1 || true)"

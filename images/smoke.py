@@ -10,6 +10,7 @@ import asyncio
 import base64
 import http.server
 import json
+import os
 import threading
 import time
 import urllib.error
@@ -20,12 +21,14 @@ from typing import Any
 AGENT = "http://127.0.0.1:10001"
 CDP = "http://127.0.0.1:9222"
 MARKER = "image-test-marker-7f3a"
+# The session token image-test.sh signed (the image binds 0.0.0.0: every route but /health needs one).
+TOKEN = os.environ.get("SMOKE_JWT", "")
 
 
 def request(
-    method: str, url: str, body: Any = None, raw: bytes | None = None, timeout: float = 60
+    method: str, url: str, body: Any = None, raw: bytes | None = None, timeout: float = 60, token: bool = True
 ) -> tuple[int, str, bytes]:
-    headers = {}
+    headers = {"Authorization": f"Bearer {TOKEN}"} if TOKEN and token else {}
     data = raw
     if body is not None:
         data = json.dumps(body).encode()
@@ -147,7 +150,8 @@ def cdp_version() -> str:
 def cdp_websocket() -> str:
     import websockets.asyncio.client as ws_client
 
-    got = json.loads(expect(200, request("GET", f"{CDP}/json/version")))
+    # With the token in the query, the websocket URL in the answer carries it too (as cdp_ws_url does).
+    got = json.loads(expect(200, request("GET", f"{CDP}/json/version?jwt={TOKEN}", token=False)))
     url = str(got["webSocketDebuggerUrl"])
 
     async def call() -> dict[str, Any]:
@@ -162,11 +166,20 @@ def cdp_websocket() -> str:
     product = answer.get("result", {}).get("product")
     if not product:
         raise AssertionError(f"got {answer!r}")
-    return f"{url} → {product}"
+    return f"{url.partition('?')[0]} (?jwt=…) → {product}"
+
+
+def no_token() -> str:
+    if not TOKEN:
+        return "no key configured: skipped"
+    expect(401, request("POST", f"{AGENT}/computer/click_mouse", body={"x": 1, "y": 1}, token=False))
+    expect(401, request("GET", f"{CDP}/json/version", token=False))
+    return "API and CDP proxy answer 401 without a session token"
 
 
 CHECKS: list[tuple[str, Callable[[], str]]] = [
     ("GET /health", wait_health),
+    ("401 without a token", no_token),
     ("POST /computer/screenshot", screenshot),
     ("POST /computer/click_mouse", click),
     ("POST /computer/clipboard/write+read", clipboard),

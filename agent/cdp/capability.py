@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+from ..auth import AUTH_KEY
 from ..capability import Capability
 from ..config import Config
 from ..server import HttpTimeouts
@@ -27,6 +28,7 @@ async def lifecycle(services: Services, config: Config) -> AsyncIterator[None]:
         wait_for_chromium_s=config.cdp_proxy_wait_s,
         guard_config=config,
         http_timeouts=HttpTimeouts.from_config(config),
+        auth=services.get(AUTH_KEY),
     )
     tasks = TaskGroup("cdp")
     tasks.spawn(connection.run(), name="connection")
@@ -48,6 +50,7 @@ def health(services: Services) -> Mapping[str, Any]:
 CAPABILITY = Capability(
     name="cdp",
     provides=(CDP_KEY, CDP_PROXY_KEY),
+    requires=(AUTH_KEY,),
     lifecycle=lifecycle,
     health=health,
 )

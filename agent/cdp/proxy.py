@@ -5,9 +5,14 @@ proxy keeps one address for clients across restarts:
 - `/json/version`, `/json/list` (`/json`), `/json/new`, `/json/activate/…`, `/json/close/…`, `/json/protocol`
   are forwarded; websocket and DevTools-frontend URLs in the answers point at the proxy (built from the
   request's Host header, so they work from wherever the client stands).
-- `/devtools/browser/<any id>` is the current browser endpoint, whatever id the client remembers; page and
+- `/devtools/browser/<any id>` (and `/`, as the control plane's `cdp_ws_url` has it) is the current browser
+  endpoint, whatever id the client remembers; page and
   other `/devtools/<kind>/<id>` endpoints are forwarded as they are. Frames of any size pass both ways.
 - While Chromium is down (restarting), requests wait for it for a few seconds instead of failing at once.
+With a session-token check (`agent/auth.py`), every request and websocket upgrade needs a valid token
+(`?jwt=` or `Authorization: Bearer`) before anything reaches Chromium: 401 otherwise. The token is taken
+out of the query forwarded to Chromium, and put into the websocket URLs of `/json` answers when it came
+in the query (so `connect_over_cdp("http://…?jwt=…")` works as `ws://…?jwt=…` does).
 It counts live websocket connections and the time of the last activity (the session inactivity timeout uses
 `idle_s()`).
 """
@@ -22,11 +27,13 @@ import re
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 from aiohttp import WSMsgType, web
 
 from .. import guard
+from ..auth import SessionAuth, Unauthorized, token_of
 from ..config import Config
 from ..errors import error_response
 from ..server import GuardedAppRunner, HttpTimeouts
@@ -34,11 +41,22 @@ from .json_api import ChromiumJson
 
 log = logging.getLogger(__name__)
 
-_BROWSER_PATH = re.compile(r"^/devtools/browser(/[^/]*)?$")
+_BROWSER_PATH = re.compile(r"^(/|/devtools/browser(/[^/]*)?)$")
 _REWRITTEN = ("webSocketDebuggerUrl", "devtoolsFrontendUrl", "devtoolsFrontendUrlCompat")
 _HOP_HEADERS = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "upgrade", "host", "content-length", "content-encoding"}
 )
+
+
+def _without_token(request: web.Request) -> str:
+    """The request's path and query without `jwt=` (Chromium never sees the token). The raw query is kept
+    as it is otherwise: `/json/new?<url>` is not a key=value query."""
+    raw = request.raw_path
+    path, sep, query = raw.partition("?")
+    if not sep or "jwt=" not in query:
+        return raw
+    kept = [part for part in query.split("&") if not part.startswith("jwt=")]
+    return path + ("?" + "&".join(kept) if kept else "")
 
 
 class ChromiumUnavailable(Exception):
@@ -56,7 +74,9 @@ class CDPProxy:
         wait_for_chromium_s: float = 8.0,
         guard_config: guard.GuardConfig | None = None,
         http_timeouts: HttpTimeouts | None = None,
+        auth: SessionAuth | None = None,
     ) -> None:
+        self.auth = auth  # session tokens (None: not checked, as for a loopback-only agent without a key)
         self.host, self.port, self.chromium_port = host, port, chromium_port
         self.upstream = f"127.0.0.1:{chromium_port}"
         self.max_message_bytes = max_message_bytes
@@ -137,6 +157,11 @@ class CDPProxy:
         refused = guard.response_for(request, self.guard_config)
         if refused is not None:
             return refused
+        if self.auth is not None:
+            try:
+                self.auth.check_token(token_of(request.query, request.headers))
+            except Unauthorized as exc:
+                return error_response(exc.status, exc.code, str(exc))
         self.touch()
         try:
             if request.headers.get("Upgrade", "").lower() == "websocket":
@@ -163,7 +188,7 @@ class CDPProxy:
         assert self._http is not None
         http = self._http
         body = await request.read()
-        url = f"http://{self.upstream}{request.rel_url}"
+        url = f"http://{self.upstream}{_without_token(request)}"
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
 
         async def attempt() -> tuple[int, str, bytes]:
@@ -187,6 +212,7 @@ class CDPProxy:
             return node
         here = request.host or f"{self.host}:{self.port}"
         scheme = "wss" if request.scheme == "https" else "ws"
+        token = request.query.get("jwt")
         out = dict(node)
         for key in _REWRITTEN:
             value = out.get(key)
@@ -198,6 +224,8 @@ class CDPProxy:
                     value = f"{scheme}://{here}/{path}"
             value = value.replace(f"ws={self.upstream}/", f"ws={here}/")
             value = value.replace(f"ws=localhost:{self.chromium_port}/", f"ws={here}/")
+            if token and key == "webSocketDebuggerUrl" and "?" not in value:
+                value += "?" + urlencode({"jwt": token})
             out[key] = value
         return out
 
@@ -228,8 +256,9 @@ class CDPProxy:
         assert self._http is not None
         http = self._http
         target = await self._upstream_ws_url(request.path)
-        if request.query_string:
-            target += "?" + request.query_string
+        query = _without_token(request).partition("?")[2]
+        if query:
+            target += "?" + query
 
         async def open_upstream() -> aiohttp.ClientWebSocketResponse:
             return await http.ws_connect(

@@ -18,7 +18,7 @@ from typing import Any
 import zmq
 import zmq.asyncio
 
-from . import codec
+from . import codec, curve
 from .protocol import (
     Action,
     AgentProtocol,
@@ -34,7 +34,7 @@ from .protocol import (
 
 log = logging.getLogger(__name__)
 
-MAX_MESSAGE = 1024 * 1024
+MAX_MESSAGE = curve.MAX_MESSAGE
 # Frames waiting for a socket that would block; more than this and the socket is recycled.
 MAX_PENDING = 256
 
@@ -129,15 +129,11 @@ class Link:
     def _open(self) -> None:
         self._close()
         sock = self._ctx.socket(zmq.DEALER)
-        sock.setsockopt(zmq.LINGER, 0)
+        curve.configure(
+            sock, public=self.keys.public, secret=self.keys.secret, server_key=self.keys.server, sndhwm=100
+        )
         sock.setsockopt(zmq.IMMEDIATE, 1)
-        sock.setsockopt(zmq.SNDHWM, 100)
         sock.setsockopt(zmq.RCVHWM, 1000)
-        sock.setsockopt(zmq.MAXMSGSIZE, MAX_MESSAGE)
-        sock.setsockopt(zmq.TCP_KEEPALIVE, 1)
-        sock.curve_secretkey = self.keys.secret
-        sock.curve_publickey = self.keys.public
-        sock.curve_serverkey = self.keys.server
         sock.connect(self.url)
         self._sock = sock
         self._raw = zmq.Socket.shadow(sock.underlying)

@@ -1,6 +1,8 @@
 """The control service: the link, the commands it runs, the health it reports, the events it forwards.
 
-Other capabilities forward events with `services.get(CONTROL_KEY).emit(kind, data)` (when the link is on).
+Forwarded: whatever capabilities publish on the event bus (`agent/events.py`: process exits, recordings
+finished, extensions installed), Chromium (re)connections, command results, and telemetry events of the
+categories the CP's CFG enables (read from the telemetry buffer as a follower; kind `telemetry.<category>`).
 Commands are spec operations by operationId, run through the same `Operations.call` as HTTP (same
 validation, same errors), or the lifecycle commands `agent.restart_chromium`, `agent.configure_telemetry`
 and `agent.drain`.
@@ -22,12 +24,14 @@ from typing import Any
 import psutil
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from ..auth import SessionAuth
 from ..config import Config
 from ..errors import AgentError, BadRequest, Unavailable
+from ..jwt import load_public_key
 from ..operation import Operations
 from ..supervisor_rpc import Supervisor
 from ..tasks import TaskGroup
-from .jwt import load_public_key
+from ..telemetry.service import TelemetryService
 from .link import Link, load_keys, run_guarded
 from .protocol import LIFECYCLE_COMMANDS, AgentProtocol, ApplyConfig, Command, Identity, Settings, Welcomed
 
@@ -56,6 +60,8 @@ class ControlService:
         operations: Operations,
         *,
         state: Callable[[], dict[str, Any]] = dict,
+        auth: SessionAuth | None = None,
+        telemetry: TelemetryService | None = None,
     ) -> None:
         self.config = config
         self.operations = operations
@@ -72,10 +78,15 @@ class ControlService:
         self.link = Link(
             config.control_url, keys, self.protocol, self._run, self._apply_config, on_welcome=self._welcomed
         )
-        # Session tokens: the key that verifies them (from the CP, unless config has one) and the session
-        # this agent serves (None = not told: any token of this agent).
+        # Session tokens (agent/auth.py): the CP's key (unless config has one) and the session this agent
+        # serves (None = not told: any token of this agent) go where the API and the CDP proxy check them.
+        self.auth = auth or SessionAuth.from_config(config)
+        if not self.auth.agent_id:
+            self.auth.agent_id = self.identity.agent_id
         self.jwt_key: Ed25519PublicKey | None = None
-        self.session_id: str | None = None
+        self.telemetry = telemetry
+        # Telemetry categories forwarded to the CP: none until its CFG enables some.
+        self.forwarded: frozenset[str] = frozenset()
         self.tasks = TaskGroup("control")
         self.started = time.monotonic()
         # The CP's desired telemetry config (state): kept until a telemetry service exists to apply it.
@@ -85,9 +96,42 @@ class ControlService:
     def start(self) -> None:
         self.tasks.spawn(run_guarded(self.link.run, "control link"), name="link")
         self.tasks.spawn(self._health_loop(), name="health")
+        if self.telemetry is not None:
+            self.tasks.spawn(self._forward_telemetry(), name="telemetry")
 
     def emit(self, kind: str, data: Any) -> None:
         self.link.emit(kind, data)
+
+    @property
+    def session_id(self) -> str | None:
+        return self.auth.session_id
+
+    # ---- telemetry ----------------------------------------------------------------------------------------
+
+    async def _forward_telemetry(self) -> None:
+        """Every telemetry event recorded from now on whose category the CFG enabled, as an event of its own
+        (console and network ones are low priority: the link's buffer drops them first)."""
+        assert self.telemetry is not None
+        async for _, envelope in self.telemetry.follow(self.telemetry.buffer.last_seq):
+            event = envelope.get("event", {})
+            category = event.get("category")
+            if category in self.forwarded:
+                self.emit(f"telemetry.{category}", event)
+
+    async def _configure_telemetry(self, version: int, config: dict[str, Any]) -> dict[str, Any]:
+        """Apply the CP's telemetry config (the SDK's shape: {enabled?, browser: {category: {enabled}}})
+        through the same operations as PUT/PATCH /telemetry, and forward what ends up enabled."""
+        self.telemetry_config, self.telemetry_config_version = config, version
+        if self.telemetry is None or "patchTelemetryConfig" not in self.operations:
+            return {"version": version, "applied": False, "detail": "no telemetry service here"}
+        browser = config.get("browser") if isinstance(config.get("browser"), dict) else {}
+        if config.get("enabled") is False:
+            view = await self.operations.call("putTelemetryConfig", {})  # capture stops: everything off
+        else:
+            view = await self.operations.call("patchTelemetryConfig", {"browser": browser})
+        self.forwarded = self.telemetry.enabled if config.get("enabled") is not False else frozenset()
+        self.protocol.config_applied(version)
+        return {"version": version, "applied": True, "forwarded": sorted(self.forwarded), "config": view}
 
     # ---- health -----------------------------------------------------------------------------------------
 
@@ -121,20 +165,25 @@ class ControlService:
     # ---- commands ---------------------------------------------------------------------------------------
 
     def _apply_config(self, action: ApplyConfig) -> None:
-        self.telemetry_config = action.config
-        self.telemetry_config_version = action.version
-        # No telemetry service in this build to hand it to: not reported as applied.
+        self.tasks.spawn(self._apply_config_logged(action), name=f"cfg:{action.version}")
+
+    async def _apply_config_logged(self, action: ApplyConfig) -> None:
+        try:
+            await self._configure_telemetry(action.version, action.config)
+        except AgentError as exc:
+            log.warning("control: the CP's telemetry config %d was refused: %s", action.version, exc)
 
     def _welcomed(self, welcomed: Welcomed) -> None:
         key = welcomed.header.get("jwt_public_key")
         if isinstance(key, str) and key:
             try:
                 self.jwt_key = load_public_key(key)
+                self.auth.set_key(self.jwt_key)
             except ValueError:
                 log.warning("control: the CP sent an unusable session-token key")
         session = welcomed.header.get("session_id")
         if session is None or isinstance(session, str):
-            self.session_id = session
+            self.auth.session_id = session
 
     def _run(self, command: Command) -> None:
         self.tasks.spawn(self._execute(command), name=f"cmd:{command.cmd_id[:32]}")
@@ -166,13 +215,12 @@ class ControlService:
             version, config = args.get("version"), args.get("config")
             if not isinstance(version, int) or not isinstance(config, dict):
                 raise BadRequest("agent.configure_telemetry takes {version: int, config: object}")
-            self._apply_config(ApplyConfig(version, config))
-            return {"version": version, "applied": False, "detail": "no telemetry service here"}, None
+            return await self._configure_telemetry(version, config), None
         if name == "agent.session":
             session = args.get("session_id")
             if session is not None and not isinstance(session, str):
                 raise BadRequest("agent.session takes {session_id: string or null}")
-            self.session_id = session
+            self.auth.session_id = session
             return {"session_id": session}, None
         if name == "agent.drain":
             shutdown = args.get("shutdown", True) is not False

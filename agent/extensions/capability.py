@@ -9,6 +9,7 @@ from typing import Any
 from ..capability import Capability
 from ..cdp import CDP_KEY
 from ..config import Config
+from ..events import EVENTS_KEY
 from ..fs.zipin import Limits
 from ..services import Services
 from ..supervisor_rpc import Supervisor
@@ -25,6 +26,7 @@ async def lifecycle(services: Services, config: Config) -> AsyncIterator[None]:
         services.get(CDP_KEY),
         Limits(max_bytes=config.extensions_max_extract_bytes, max_entries=config.extensions_max_entries),
         ready_timeout_s=config.extensions_ready_timeout_s,
+        publish=services.get(EVENTS_KEY).publish,
     )
     await service.start()
     services.provide(EXTENSIONS_KEY, service)
@@ -41,7 +43,7 @@ def health(services: Services) -> Mapping[str, Any]:
 CAPABILITY = Capability(
     name="extensions",
     provides=(EXTENSIONS_KEY,),
-    requires=(CDP_KEY,),
+    requires=(CDP_KEY, EVENTS_KEY),
     lifecycle=lifecycle,
     routes=http.routes,
     operations=OPERATIONS,

@@ -31,6 +31,7 @@ from typing import Any, BinaryIO, cast
 
 from ..cdp.connection import CDPConnection, CDPDisconnected, CDPError
 from ..errors import AgentError, BadRequest, InternalError, Unavailable
+from ..events import Publish, no_publish
 from ..fs.paths import FsPaths
 from ..fs.zipin import Limits, extract
 from ..supervisor_rpc import Supervisor
@@ -107,7 +108,9 @@ class ExtensionsService:
         cdp: CDPConnection,
         limits: Limits,
         ready_timeout_s: float,
+        publish: Publish = no_publish,
     ) -> None:
+        self._publish = publish  # the event bus (agent/events.py): installs are forwarded to the CP
         self.state_dir = state_dir
         self.dir = state_dir / "extensions"
         self.supervisor = supervisor
@@ -207,6 +210,8 @@ class ExtensionsService:
                     self.installing = False
                 self.installs += 1
                 self.last_install_s = time.monotonic() - started
+                names = [upload.name for upload in uploads]
+                self._publish("extensions.installed", {"names": names, "installed": list(self.installed)})
                 return None
         finally:
             await asyncio.to_thread(_close_all, uploads)

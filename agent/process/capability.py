@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 from ..capability import Capability
 from ..config import Config
+from ..events import EVENTS_KEY
 from ..services import Services
 from . import PROCESS_KEY, http
 from .operations import OPERATIONS
@@ -15,7 +16,7 @@ from .service import ProcessService
 
 @contextlib.asynccontextmanager
 async def lifecycle(services: Services, config: Config) -> AsyncIterator[None]:
-    service = ProcessService(config)
+    service = ProcessService(config, services.get(EVENTS_KEY).publish)
     await service.start()
     services.provide(PROCESS_KEY, service)
     try:
@@ -31,6 +32,7 @@ async def shutdown(services: Services) -> None:
 CAPABILITY = Capability(
     name="process",
     provides=(PROCESS_KEY,),
+    requires=(EVENTS_KEY,),
     lifecycle=lifecycle,
     routes=http.routes,
     operations=OPERATIONS,

@@ -23,6 +23,7 @@ from typing import cast
 
 from ..config import Config
 from ..errors import BadRequest, NotFound, Unavailable
+from ..events import Publish, no_publish
 from ..procgroup import descendants, signal_group, signal_tree, terminate
 from ..sse import EventBuffer
 from ..tasks import TaskGroup
@@ -206,8 +207,9 @@ class ManagedProcess:
 
 
 class ProcessService:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, publish: Publish = no_publish) -> None:
         self.config = config
+        self._publish = publish  # the event bus (agent/events.py): exits are forwarded to the CP
         self._procs: dict[str, ManagedProcess] = {}
         self._execs: dict[int, Child] = {}
         self._tasks = TaskGroup("process")
@@ -326,6 +328,15 @@ class ProcessService:
                 returncode = await process.wait()
             managed.exit_code = TIMEOUT_EXIT_CODE if managed.timed_out else exit_code_of(returncode)
             managed.exited_at = time.monotonic()
+            self._publish(
+                "process.exited",
+                {
+                    "process_id": managed.id,
+                    "pid": managed.pid,
+                    "exit_code": managed.exit_code,
+                    "timed_out": managed.timed_out,
+                },
+            )
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(managed.outputs_done.wait(), self.config.process_drain_s)
         finally:

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..capability import Capability
 from ..config import Config
+from ..events import EVENTS_KEY
 from ..services import Services
 from . import REPLAYS_KEY, http
 from .operations import OPERATIONS
@@ -16,7 +17,7 @@ from .service import ReplayService
 
 @contextlib.asynccontextmanager
 async def lifecycle(services: Services, config: Config) -> AsyncIterator[None]:
-    service = ReplayService(config)
+    service = ReplayService(config, services.get(EVENTS_KEY).publish)
     await service.open()
     services.provide(REPLAYS_KEY, service)
     try:
@@ -32,6 +33,7 @@ def health(services: Services) -> Mapping[str, Any]:
 CAPABILITY = Capability(
     name="replays",
     provides=(REPLAYS_KEY,),
+    requires=(EVENTS_KEY,),
     lifecycle=lifecycle,
     routes=http.routes,
     operations=OPERATIONS,

@@ -29,6 +29,7 @@ import psutil
 
 from ..config import Config
 from ..errors import BadRequest, Conflict, InternalError, NotFound, Unavailable
+from ..events import Publish, no_publish
 from ..tasks import TaskGroup
 from .models import ReplayMeta, StartReplayRequest
 
@@ -162,8 +163,9 @@ class Recording:
 
 
 class ReplayService:
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, publish: Publish = no_publish) -> None:
         self.config = config
+        self._publish = publish  # the event bus (agent/events.py): finished recordings go to the CP
         self.root = config.state_dir.resolve() / "replays"
         self._replays: dict[str, Recording] = {}
         self._starting = 0
@@ -423,6 +425,7 @@ class ReplayService:
             await asyncio.to_thread(_write_meta, rec.directory, meta)
             if not rec.finished.done():
                 rec.finished.set_result(None)
+            self._publish("replay.finished", meta.to_dict())
             level = logging.WARNING if reason in ("ffmpeg_failed", "killed") else logging.INFO
             log.log(level, "replays: %s ended (%s): %s", meta.replay_id, reason, " ".join(rec.stderr))
 

@@ -3,14 +3,9 @@ health heartbeats, commands through the operation core, lifecycle commands, forw
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import shutil
-import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import pytest
@@ -19,32 +14,7 @@ from agent.control import codec
 from agent.control.codec import Frame
 from agent.sandbox import Sandbox
 from controlplane.gateway import Gateway
-from harness.controlplane import Keys, gateway, wait_for
-from harness.sandboxes import free_port, private_sandbox
-
-
-@contextlib.asynccontextmanager
-async def linked_sandbox(**overrides: Any) -> AsyncIterator[tuple[Gateway, Sandbox, Path]]:
-    root = Path(tempfile.mkdtemp(prefix="agent-test-control-"))
-    try:
-        keys, port = Keys(root), free_port()
-        async with gateway(keys, root / "cp.db", port, heartbeat_s=0.5) as gw:
-            box_cm = private_sandbox(
-                "agent-test-control-box-",
-                control_url=f"tcp://127.0.0.1:{port}",
-                control_server_key=keys.cp_public.decode(),
-                control_key_file=keys.agent_cert,
-                control_agent_id="agent-1",
-                **overrides,
-            )
-            # The sandbox starts in a thread: the gateway keeps answering meanwhile.
-            box = await asyncio.to_thread(box_cm.__enter__)
-            try:
-                yield gw, box, root
-            finally:
-                await asyncio.to_thread(box_cm.__exit__, None, None, None)
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+from harness.controlplane import linked_sandbox, wait_for
 
 
 @pytest.fixture(scope="module")

@@ -20,8 +20,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from kernel import AsyncKernel, NotFoundError
 from kernel.lib.browser_routing.routing import BrowserRoute
+from playwright.async_api import async_playwright
 
-from agent.control.jwt import public_key_text, session_token, sign
+from agent.jwt import public_key_text, session_token, sign
 from agent.sandbox import Sandbox
 from controlplane.api import API
 from controlplane.gateway import Gateway
@@ -151,6 +152,47 @@ async def test_the_agent_refuses_forged_expired_and_foreign_tokens(cp: CP) -> No
     assert status == 401  # a key is known: no token, no access
     status, _ = await agent_get(cp, "/health", "GET")
     assert status == 200
+
+
+async def test_the_cdp_proxy_takes_the_cp_signed_url_and_refuses_other_tokens(cp: CP) -> None:
+    client = AsyncKernel(base_url=cp.url, api_key=API_KEY)
+    browser = await client.browsers.create()
+    try:
+        # Playwright with the cdp_ws_url exactly as the CP hands it out (ws://…?jwt=<signed for the session>).
+        async with async_playwright() as pw:
+            connected = await pw.chromium.connect_over_cdp(browser.cdp_ws_url)
+            try:
+                page = await connected.contexts[0].new_page()
+                assert await page.evaluate("1 + 1") == 2
+                await page.close()
+            finally:
+                await connected.close()
+        version = f"http://127.0.0.1:{cp.box.config.cdp_port}/json/version"
+        now = int(time.time())
+        tokens = {
+            "none": None,
+            "forged": session_token(Ed25519PrivateKey.generate(), browser.session_id, "agent-1", 60),
+            "expired": sign(
+                cp.signing,
+                {"sub": browser.session_id, "agent": "agent-1", "iat": now - 600, "exp": now - 300},
+            ),
+            "other session": session_token(cp.signing, "someone-else", "agent-1", 60),
+        }
+        async with aiohttp.ClientSession() as http:
+            for name, token in tokens.items():
+                params = {"jwt": token} if token else {}
+                async with http.get(version, params=params) as response:
+                    assert response.status == 401, name
+                ws_url = f"ws://127.0.0.1:{cp.box.config.cdp_port}/devtools/browser"
+                with pytest.raises(aiohttp.WSServerHandshakeError) as refused:
+                    await http.ws_connect(ws_url, params=params)
+                assert refused.value.status == 401, name
+            good = session_token(cp.signing, browser.session_id, "agent-1", 60)
+            async with http.get(version, params={"jwt": good}) as response:
+                assert response.status == 200
+    finally:
+        await client.browsers.delete_by_id(browser.session_id)
+        await client.close()
 
 
 async def cp_request(cp: CP, method: str, path: str, **kwargs: Any) -> tuple[int, Any, Any]:
