@@ -105,7 +105,7 @@ async def test_the_stream_cap_covers_every_kind_of_stream(lbox: Sandbox, http: a
     async with http.post("/fs/watch", json={"path": str(directory), "recursive": False}) as response:
         assert response.status == 201, await response.text()
         watch_id = (await response.json())["watch_id"]
-    kinds = {
+    kinds: dict[str, Callable[[], Awaitable[aiohttp.ClientResponse]]] = {
         "telemetry": lambda: http.get("/telemetry/stream"),
         "logs": lambda: http.get("/logs/stream", params={"source": "path", "path": str(log_file)}),
         "fs watch": lambda: http.get(f"/fs/watch/{watch_id}/events"),
