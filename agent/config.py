@@ -173,7 +173,7 @@ class Config:
     # SSE streams of every kind open at once (logs, telemetry, fs watch events, process output).
     sse_max_streams: int = 256
     # Child processes of the API alive at once: running spawned ones plus /process/exec calls in flight.
-    process_max_alive: int = 64
+    process_max_alive: int = 256
 
     @property
     def screen_size(self) -> tuple[int, int]:
