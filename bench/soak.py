@@ -5,7 +5,8 @@ sampling the agent every SOAK_SAMPLE_S; exits non-zero when a target is missed. 
 
 Each client loops over every operation (computer click/type/move, screenshot, clipboard, fs write/read/list,
 fs watch + its stream, process exec and spawn + kill, /curl, /playwright/execute, telemetry and log streams
-opened and closed, /health) in its own shuffled order. Every SOAK_SAMPLE_S the agent's RSS, open fds,
+opened and closed, /health) in its own shuffled order. Every SOAK_SAMPLE_S the agent's RSS, open fds (less the
+clients' own connections to the API),
 threads, live children and zombie children, and Chromium's target count (/json/list) are sampled and a row
 is printed. The targets are judged on quiet samples (load paused, in-flight work drained): one after a
 warm-up under full load (pools and workers grown to their working size), one at the end:
@@ -101,7 +102,13 @@ def sample(box: Sandbox, agent: psutil.Process, started: float) -> Sample:
     with urllib.request.urlopen(box.cdp_url + "/json/list", timeout=10) as response:
         targets = len(json.load(response))
     fd_targets = [opened.path for opened in agent.open_files()]
-    fd_targets += [f"{c.type.name} {c.laddr} {c.raddr} {c.status}" for c in agent.net_connections(kind="all")]
+    api_port = box.config.port
+    connections = agent.net_connections(kind="all")
+    # The clients' own kept-alive connections to the API (the soak's connection pool, closed by the
+    # agent's idle timeout) are not the agent's fds to judge: counted apart.
+    theirs = [c for c in connections if c.laddr and c.laddr[1] == api_port and c.raddr]
+    fd_targets += [f"{c.type.name} {c.laddr} {c.raddr} {c.status}" for c in connections if c not in theirs]
+    fds -= len(theirs)
     return Sample(time.monotonic() - started, rss, fds, threads, len(children), zombies, targets, fd_targets)
 
 
