@@ -5,11 +5,11 @@ sampling the agent every SOAK_SAMPLE_S; exits non-zero when a target is missed. 
 
 Each client loops over every operation (computer click/type/move, screenshot, clipboard, fs write/read/list,
 fs watch + its stream, process exec and spawn + kill, /curl, /playwright/execute, telemetry and log streams
-opened and closed, /health) in its own shuffled order. Every SOAK_SAMPLE_S the agent's RSS, open fds (less the
-clients' own connections to the API),
-threads, live children and zombie children, and Chromium's target count (/json/list) are sampled and a row
-is printed. The targets are judged on quiet samples (load paused, in-flight work drained): one after a
-warm-up under full load (pools and workers grown to their working size), one at the end:
+opened and closed, /health) in its own shuffled order. Every SOAK_SAMPLE_S the agent's RSS, open fds (less
+the clients' own connections to the API), threads, live children and zombie children, and Chromium's target
+count (/json/list) are sampled and a row is printed. The targets are judged on quiet samples (load paused,
+in-flight work drained): after a warm-up under full load (pools and workers grown to their working size),
+half-way and at the end:
 - fds and threads flat: at most FD_SLACK / THREAD_SLACK more at the end than at a third quiet sample taken
   half-way (pools grow to their working size early; a leak keeps growing),
 - RSS growth < 20 MiB, 0 zombies (at the end and in no two samples running), no Chromium target leaked,
