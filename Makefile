@@ -30,3 +30,9 @@ clean:
 .PHONY: image-test
 image-test:
 	@images/image-test.sh
+
+# The soak (issue 13): mixed load on every route family, sampled every 30 s; not part of `make test`.
+# SOAK_MINUTES (default 10), SOAK_CLIENTS (4), SOAK_SAMPLE_S (30).
+.PHONY: soak
+soak: install
+	$(PY) -m bench.soak

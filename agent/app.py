@@ -96,7 +96,7 @@ def build_app(config: Config, spec: Spec | None = None) -> web.Application:
     )
     app[CONFIG_KEY] = config
     app[SPEC_KEY] = spec
-    sse.install(app)  # open SSE streams end cleanly on shutdown, before lifecycles close
+    sse.install(app, config.sse_max_streams)  # open SSE streams end cleanly on shutdown; capped
     install(app, config, spec, capabilities(config))
     missing = spec_module.unspecified_routes(app, spec)
     if missing:

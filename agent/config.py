@@ -170,6 +170,14 @@ class Config:
     # refuses to start that way unless this is set (agent/auth.py). A key, once known, is checked anyway.
     insecure_no_auth: bool = False
 
+    # --- limits (issue 13): caps on what the agent holds at once; one more is 503 at_capacity with
+    # Retry-After (the SDK retries 5xx). Per-kind caps (logs_max_streams, fs_max_watches,
+    # replays_max_concurrent, playwright_max_executors) still apply within these. ---
+    # SSE streams of every kind open at once (logs, telemetry, fs watch events, process output).
+    sse_max_streams: int = 256
+    # Child processes of the API alive at once: running spawned ones plus /process/exec calls in flight.
+    process_max_alive: int = 256
+
     @property
     def screen_size(self) -> tuple[int, int]:
         width, height, *_ = self.screen.split("x")

@@ -23,6 +23,10 @@ class AgentError(Exception):
         self.message = message
         self.details = details
 
+    def headers(self) -> dict[str, str]:
+        """Headers the error response carries (Retry-After on a cap)."""
+        return {}
+
     def body(self) -> dict[str, Any]:
         out: dict[str, Any] = {"code": self.code, "message": self.message}
         if self.details:
@@ -72,6 +76,28 @@ class Unavailable(AgentError):
     code = "unavailable"
 
 
+class AtCapacity(AgentError):
+    """A cap on what the agent holds at once (streams, processes) is reached: 503 with Retry-After, which
+    the SDK honours when it retries (it retries 5xx), by when something held may have ended."""
+
+    status = 503
+    code = "at_capacity"
+
+    def __init__(self, message: str, *, retry_after_s: int = 1) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after_s)}
+
+
+class InsufficientStorage(AgentError):
+    """The disk (or quota) is full: nothing was written in place of what was there (RFC 4918's 507)."""
+
+    status = 507
+    code = "insufficient_storage"
+
+
 def error_response(status: int, code: str, message: str, **extra: Any) -> web.Response:
     body: dict[str, Any] = {"code": code, "message": message, **extra}
     return web.Response(status=status, text=json.dumps(body), content_type="application/json")
@@ -87,6 +113,7 @@ _HTTP_CODES = {
     409: "conflict",
     413: "payload_too_large",
     415: "unsupported_media_type",
+    507: "insufficient_storage",
 }
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -99,7 +126,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except AgentError as exc:
         if exc.status >= 500:
             log.warning("%s %s -> %d %s", request.method, request.path, exc.status, exc.message)
-        return web.Response(status=exc.status, text=json.dumps(exc.body()), content_type="application/json")
+        return web.Response(
+            status=exc.status,
+            text=json.dumps(exc.body()),
+            content_type="application/json",
+            headers=exc.headers() or None,
+        )
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -19,7 +19,7 @@ from typing import Any, Generic, TypeVar, cast
 
 from aiohttp import web
 
-from .errors import BadRequest
+from .errors import AtCapacity, BadRequest
 
 T = TypeVar("T")
 KEEPALIVE_S = 15.0
@@ -189,9 +189,19 @@ class Follower(Generic[T]):
 class OpenStreams:
     """The SSE streams being written now, so that shutdown can end each one cleanly."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_streams: int = 0) -> None:
         self._stops: set[asyncio.Event] = set()
         self.closing = False
+        self.max_streams = max_streams  # 0 = no cap
+
+    def check(self) -> None:
+        """503 at_capacity (Retry-After) when `max_streams` are open: each holds a task, buffers and a
+        socket for as long as its client likes, so their number is bounded."""
+        if self.max_streams and len(self._stops) >= self.max_streams:
+            raise AtCapacity(
+                f"too many event streams open (at most {self.max_streams}, AGENT_SSE_MAX_STREAMS); "
+                "close one or retry later"
+            )
 
     def __len__(self) -> int:
         return len(self._stops)
@@ -215,10 +225,11 @@ class OpenStreams:
 OPEN_STREAMS_KEY = web.AppKey("sse_open_streams", OpenStreams)
 
 
-def install(app: web.Application) -> None:
-    """Keep track of the app's open streams and end them all when it shuts down. aiohttp runs on_shutdown
-    before it waits for (then cancels) the handlers still running, so each stream writes its end first."""
-    streams = OpenStreams()
+def install(app: web.Application, max_streams: int = 0) -> None:
+    """Keep track of the app's open streams (at most `max_streams`, 0 = any number) and end them all when
+    it shuts down. aiohttp runs on_shutdown before it waits for (then cancels) the handlers still running,
+    so each stream writes its end first."""
+    streams = OpenStreams(max_streams)
     app[OPEN_STREAMS_KEY] = streams
 
     async def end_streams(app: web.Application) -> None:
@@ -262,7 +273,14 @@ async def stream(
     keepalive_s: float = KEEPALIVE_S,
     headers: Mapping[str, str] | None = None,
 ) -> web.StreamResponse:
-    """Write `events` as SSE until they end, the client goes away or the agent shuts down."""
+    """Write `events` as SSE until they end, the client goes away or the agent shuts down (503 before
+    anything is written when the cap on open streams is reached)."""
+    streams = request.config_dict.get(OPEN_STREAMS_KEY)
+    if streams is not None:
+        streams.check()
+        stop = streams.add()  # taken before the first await, so requests racing past the check count
+    else:
+        stop = asyncio.Event()
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
@@ -272,10 +290,13 @@ async def stream(
             **(headers or {}),
         }
     )
-    await response.prepare(request)
+    try:
+        await response.prepare(request)
+    except BaseException:
+        if streams is not None:
+            streams.discard(stop)
+        raise
     loop = asyncio.get_running_loop()
-    streams = request.config_dict.get(OPEN_STREAMS_KEY)
-    stop = streams.add() if streams is not None else asyncio.Event()
     stopping = loop.create_task(stop.wait(), name="sse-stop")
     iterator = aiter(events)
     pending: asyncio.Task[tuple[int | None, Mapping[str, Any]] | Batch] | None = None

@@ -8,7 +8,7 @@ from __future__ import annotations
 import errno
 import os
 
-from ..errors import AgentError, BadRequest, Forbidden, InternalError, NotFound
+from ..errors import AgentError, BadRequest, Forbidden, InsufficientStorage, InternalError, NotFound
 
 
 class FsPaths:
@@ -73,5 +73,7 @@ def os_error(exc: OSError, path: str) -> AgentError:
     if code in (errno.ENAMETOOLONG, errno.ELOOP, errno.EINVAL, errno.EBUSY, errno.ETXTBSY, errno.EMLINK):
         return BadRequest(f"{path}: {reason.lower()}")
     if code in (errno.ENOSPC, errno.EDQUOT):
-        return InternalError(f"{path}: no space left on the device")
+        return InsufficientStorage(f"{path}: no space left on the device")
+    if code == errno.EFBIG:
+        return InsufficientStorage(f"{path}: the file is too large for its filesystem")
     return InternalError(f"{path}: {reason}")

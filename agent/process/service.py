@@ -18,11 +18,11 @@ import signal
 import termios
 import time
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Iterator
 from typing import cast
 
 from ..config import Config
-from ..errors import BadRequest, NotFound, Unavailable
+from ..errors import AtCapacity, BadRequest, NotFound, Unavailable
 from ..events import Publish, no_publish
 from ..procgroup import descendants, signal_group, signal_tree, terminate
 from ..sse import EventBuffer
@@ -215,6 +215,7 @@ class ProcessService:
         self._tasks = TaskGroup("process")
         self._setsid: str | None = None
         self._closing = False
+        self._launching = 0  # exec/spawn calls past the cap check whose child is not counted yet
 
     async def start(self) -> None:
         self._setsid = await asyncio.to_thread(find_setsid)
@@ -235,6 +236,26 @@ class ProcessService:
         if self._closing:
             raise Unavailable("the agent is shutting down")
 
+    def alive(self) -> int:
+        """Children of the API alive now: running spawned processes and /process/exec calls in flight."""
+        return len(self._execs) + sum(1 for managed in self._procs.values() if managed.running)
+
+    @contextlib.contextmanager
+    def _slot(self) -> Iterator[None]:
+        """One of `process_max_alive` places for a new child, held while it is being started (after
+        that the child itself counts): one more is 503 at_capacity with Retry-After."""
+        cap = self.config.process_max_alive
+        if cap and self.alive() + self._launching >= cap:
+            raise AtCapacity(
+                f"too many processes alive (at most {cap}, AGENT_PROCESS_MAX_ALIVE); "
+                "kill one or retry when one has ended"
+            )
+        self._launching += 1
+        try:
+            yield
+        finally:
+            self._launching -= 1
+
     async def _prepare(self, req: CommandRequest, *, tty: bool) -> Launch:
         identity = await asyncio.to_thread(resolve_identity, req) if needs_identity(req) else None
         return prepare(req, identity, tty=tty, setsid=self._setsid)
@@ -244,7 +265,11 @@ class ProcessService:
     async def exec(self, req: CommandRequest) -> ExecResult:
         """Run to the end (or the timeout); the output so far is returned either way."""
         self._check_open()
-        launch = await self._prepare(req, tty=False)
+        with self._slot():
+            launch = await self._prepare(req, tty=False)
+            started = time.perf_counter()
+            child = await start(launch, stdin_pipe=False, tty=None)
+            self._execs[child.pid] = child
         cap = self.config.process_exec_output_cap
         sinks = {"stdout": CappedSink(cap), "stderr": CappedSink(cap)}
         drained = asyncio.Event()
@@ -255,9 +280,6 @@ class ProcessService:
             if open_outputs[0] == 0:
                 drained.set()
 
-        started = time.perf_counter()
-        child = await start(launch, stdin_pipe=False, tty=None)
-        self._execs[child.pid] = child
         readers = [FdReader(fd, sinks[name].add, ended) for name, fd in child.outputs.items()]
         timed_out = False
         try:
@@ -299,10 +321,11 @@ class ProcessService:
 
     async def spawn(self, req: SpawnRequest) -> SpawnResult:
         self._check_open()
-        launch = await self._prepare(req.command, tty=req.tty is not None)
-        child = await start(launch, stdin_pipe=True, tty=req.tty)
-        managed = ManagedProcess(str(uuid.uuid4()), child, req.tty, self.config.process_buffer_bytes)
-        self._procs[managed.id] = managed
+        with self._slot():
+            launch = await self._prepare(req.command, tty=req.tty is not None)
+            child = await start(launch, stdin_pipe=True, tty=req.tty)
+            managed = ManagedProcess(str(uuid.uuid4()), child, req.tty, self.config.process_buffer_bytes)
+            self._procs[managed.id] = managed
         managed.start_reading()
         self._tasks.spawn(self._supervise(managed, req.command.timeout_sec), name=f"proc-{managed.id[:8]}")
         return SpawnResult(managed.id, managed.pid, managed.started_at)
