@@ -2,7 +2,10 @@
 
 Chromium 156 (Debian) has WebMCP only behind a feature flag that is off, so the agent injects `shim.js` into
 every document of every tab: a browser session of its own auto-attaches to every page target (new tabs wait
-until the script is added, existing ones get it for their current document too, `runImmediately`). Tools are
+until the script is added, existing ones get it for their current document too, `runImmediately`). The pause
+on start does not hold a new tab's first navigation (a tab created with its URL, a noopener popup), so the
+same session pauses every document request (Fetch, Request stage) and continues it at once, except the first
+one of a page target whose script is not sent yet: that one waits (at most HOLD_S) until it is. Tools are
 not mirrored here: a listing asks each page's top-level document for its live registrations, so a tool is
 gone as soon as its document is. A `tool_ref` names the target, the document (a token the shim draws per
 document), the tool and its registration: invoking a ref whose document or registration is gone is a 404,
@@ -36,6 +39,7 @@ import json
 import logging
 import re
 import secrets
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +51,9 @@ log = logging.getLogger(__name__)
 
 SHIM = Path(__file__).with_name("shim.js").read_text()
 _PAGES = [{"type": "page", "exclude": False}, {"exclude": True}]
+# Every document request is paused at the browser level until its tab has the script (see _hold).
+_DOCUMENTS = [{"urlPattern": "*", "resourceType": "Document", "requestStage": "Request"}]
+HOLD_S = 3.0  # the longest a new tab's first document request waits for the script
 _IFRAMES = [{"type": "iframe", "exclude": False}, {"exclude": True}]  # a tab's out-of-process frames
 NAMESPACE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MAX_INPUT_BYTES = 1024 * 1024
@@ -156,6 +163,9 @@ class WebmcpService:
         self._next_tab = itertools.count(1)
         self._custom: dict[str, CustomTool] = {}
         self._ready = asyncio.Event()  # auto-attach is set up on the current connection
+        self._browser_session: str | None = None
+        self._sent: set[str] = set()  # page targets whose script is sent (their documents may go on)
+        self._prepared: dict[str, asyncio.Event] = {}  # page target id → set once its script is sent
         self._state = asyncio.Event()
         self._subscription: Subscription | None = None
         self._remove_state: Any = None
@@ -186,6 +196,7 @@ class WebmcpService:
                 self._state.clear()
             self._ready.clear()
             self._pages.clear()
+            self._sent.clear()
             self._oopifs.clear()
             self._session_tab.clear()
             self._frame_ids.clear()
@@ -201,13 +212,19 @@ class WebmcpService:
         if self._subscription is not None:
             self._subscription.close()
         self._subscription = self.cdp.subscribe(self._on_event, session_id=session)
+        self._browser_session = session
+        # The pause on start does not hold a new tab's first navigation (a tab created with a URL, a noopener
+        # popup): its document could run before the script is in. Its request is held here instead.
+        await self.cdp.send("Fetch.enable", {"patterns": _DOCUMENTS}, session_id=session)
         params = {"autoAttach": True, "waitForDebuggerOnStart": True, "flatten": True, "filter": _PAGES}
         await self.cdp.send("Target.setAutoAttach", params, session_id=session)
         self._ready.set()
 
     def _on_event(self, event: Event) -> None:
         params = event.get("params", {})
-        if event.get("method") == "Target.attachedToTarget":
+        if event.get("method") == "Fetch.requestPaused":
+            self._tasks.spawn(self._hold(params, str(event.get("sessionId"))), name="webmcp-hold")
+        elif event.get("method") == "Target.attachedToTarget":
             info = params.get("targetInfo", {})
             parent = event.get("sessionId")
             self._tasks.spawn(
@@ -224,6 +241,7 @@ class WebmcpService:
             session = params.get("sessionId")
             if self._pages.get(target_id) == session:
                 del self._pages[target_id]
+                self._sent.discard(target_id)
                 self._window_ids.pop(target_id, None)
                 self._tab_ids.pop(target_id, None)  # the tab is gone: its number is never reused
                 self._frame_ids.pop(target_id, None)
@@ -244,27 +262,45 @@ class WebmcpService:
         if sub is not None:
             sub.close()
 
-    async def _inject(self, session: str, tab: str) -> None:
+    async def _mark_sent(self, target_id: str) -> None:
+        """Runs after the commands before it in _inject's gather are written: a held document request is
+        continued after them on the same connection, so Chromium has them first."""
+        self._sent.add(target_id)
+        event = self._prepared.pop(target_id, None)
+        if event is not None:
+            event.set()
+
+    async def _inject(self, session: str, tab: str, waiting: bool, page: str | None = None) -> None:
         """The shim into the target's documents, and auto-attach to its out-of-process frames."""
         self._session_tab[session] = tab
         if session not in self._session_subs:
             self._session_subs[session] = self.cdp.subscribe(self._on_event, session_id=session)
-        # Chromium runs a session's new-document scripts only while its Page domain is enabled.
-        await self.cdp.send("Page.enable", session_id=session, timeout=5)
         script = {"source": SHIM, "runImmediately": True}
-        await self.cdp.send("Page.addScriptToEvaluateOnNewDocument", script, session_id=session, timeout=5)
         params = {"autoAttach": True, "waitForDebuggerOnStart": True, "flatten": True, "filter": _IFRAMES}
-        await self.cdp.send("Target.setAutoAttach", params, session_id=session, timeout=5)
+        # Sent in this order without waiting for the answers: a paused target that has no renderer yet (a
+        # noopener popup) answers Page.enable only once it runs, so it is resumed in the same breath; the
+        # renderer gets the queued commands before its first document commits. Chromium runs a session's
+        # new-document scripts only while its Page domain is enabled.
+        sends: list[Coroutine[Any, Any, Any]] = [
+            self.cdp.send("Page.enable", session_id=session, timeout=5),
+            self.cdp.send("Page.addScriptToEvaluateOnNewDocument", script, session_id=session, timeout=5),
+            self.cdp.send("Target.setAutoAttach", params, session_id=session, timeout=5),
+        ]
+        if waiting:
+            sends.append(self.cdp.send("Runtime.runIfWaitingForDebugger", session_id=session, timeout=5))
+        if page is not None:
+            sends.append(self._mark_sent(page))
+        await asyncio.gather(*sends)
 
     async def _prepare(self, session: str, info: dict[str, Any], waiting: bool, tab: str | None) -> None:
         target_id = str(info.get("targetId"))
         try:
             if info.get("type") == "page" and not info.get("subtype"):
-                await self._inject(session, target_id)
+                await self._inject(session, target_id, waiting, page=target_id)
                 self._pages[target_id] = session
                 self._tab_ids.setdefault(target_id, next(self._next_tab))
             elif info.get("type") == "iframe" and tab is not None:
-                await self._inject(session, tab)
+                await self._inject(session, tab, waiting)
                 self._oopifs[target_id] = (session, tab)
         except (CDPError, TimeoutError) as exc:
             log.debug("webmcp: cannot prepare %s: %s", target_id, exc)
@@ -272,6 +308,35 @@ class WebmcpService:
             if waiting:  # a new tab waits for us: never leave it paused
                 with contextlib.suppress(CDPError, TimeoutError):
                     await self.cdp.send("Runtime.runIfWaitingForDebugger", session_id=session, timeout=5)
+
+    async def _hold(self, params: dict[str, Any], session: str) -> None:
+        """A document request goes on at once unless it is the first one of a tab the script is not in yet:
+        that one waits (at most HOLD_S) until the tab is prepared. Always continued, never changed."""
+        frame = str(params.get("frameId", ""))
+        try:
+            if frame and frame not in self._sent:
+                info = await self.cdp.send(
+                    "Target.getTargetInfo", {"targetId": frame}, session_id=session, timeout=2
+                )
+                target = info.get("targetInfo", {})
+                if target.get("type") == "page" and not target.get("subtype") and frame not in self._sent:
+                    event = self._prepared.setdefault(frame, asyncio.Event())
+                    try:
+                        await asyncio.wait_for(event.wait(), HOLD_S)
+                    except TimeoutError:
+                        log.warning(
+                            "webmcp: tab %s was not prepared within %s s; its document goes on", frame, HOLD_S
+                        )
+                    finally:
+                        if not event.is_set():
+                            self._prepared.pop(frame, None)
+        except (CDPError, TimeoutError):
+            pass  # not a target (a frame of a page), or gone: nothing to wait for
+        finally:
+            with contextlib.suppress(CDPError, TimeoutError):
+                await self.cdp.send(
+                    "Fetch.continueRequest", {"requestId": params["requestId"]}, session_id=session, timeout=5
+                )
 
     async def _wait_ready(self) -> None:
         try:

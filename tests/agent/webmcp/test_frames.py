@@ -1,5 +1,5 @@
 """WebMCP tools registered in embedded frames: same origin, another origin in process, and an out-of-process
-frame (another site: `localhost` on another loopback port), listed with their frame, invoked, and gone with it."""
+frame (another site: `localhost` on another loopback port), listed with their frame, invoked, gone with it."""
 
 from __future__ import annotations
 
@@ -21,7 +21,9 @@ CHILD = """<!doctype html><title>child</title><script>
 const name = new URLSearchParams(location.search).get("name");
 navigator.modelContext.registerTool({
   name, description: "a tool of an embedded frame", inputSchema: {type: "object"},
-  execute: async (input) => ({where: location.href, origin: location.origin, top: window !== window.top ? "embedded" : "top", input}),
+  execute: async (input) => ({
+    where: location.href, origin: location.origin, top: window !== window.top ? "embedded" : "top", input,
+  }),
 });
 </script>"""
 
