@@ -2,7 +2,10 @@
 
 Chromium 156 (Debian) has WebMCP only behind a feature flag that is off, so the agent injects `shim.js` into
 every document of every tab: a browser session of its own auto-attaches to every page target (new tabs wait
-until the script is added, existing ones get it for their current document too, `runImmediately`). Tools are
+until the script is added, existing ones get it for their current document too, `runImmediately`). The pause
+on start does not hold a new tab's first navigation (a tab created with its URL, a noopener popup), so the
+same session pauses every document request (Fetch, Request stage) and continues it at once, except the first
+one of a page target whose script is not sent yet: that one waits (at most HOLD_S) until it is. Tools are
 not mirrored here: a listing asks each page's top-level document for its live registrations, so a tool is
 gone as soon as its document is. A `tool_ref` names the target, the document (a token the shim draws per
 document), the tool and its registration: invoking a ref whose document or registration is gone is a 404,
@@ -10,13 +13,18 @@ never a call of something else. An invocation is sent once; if it does not finis
 document goes away meanwhile, the answer is `status: error` with `error_text` starting `outcome_unknown` and
 nothing is retried.
 
+Embedded frames: a same-process frame (same origin, or another origin of the same site) is asked through
+its document's main-world object (DOM.getFrameOwner → describeNode's contentDocument → resolveNode →
+Runtime.callFunctionOn runs in that frame's main world; no Runtime.enable, which pages can detect). A
+cross-site frame is an out-of-process iframe: a target of its own, auto-attached from its tab's session (the
+shim goes in the same way), asked like a tab. Such tools carry `source.frame {frame_id, url}`.
+
 Custom tools (POST /webmcp/custom-tools): `source` is a JavaScript expression evaluating to an array of
 `{match: {url_patterns}, tool: {name, description, inputSchema, ...}, execute(input)}`. It is checked in an
 isolated world (no access to the page) and kept; each tool is listed once per tab whose top-level URL matches
 one of its URLPatterns, and runs there (the source evaluated again in the page's main world).
 
-Not covered: tools registered by embedded frames (only top-level documents are asked), CDP-backed (REPL)
-custom tools.
+Not covered: CDP-backed (REPL) custom tools.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ import json
 import logging
 import re
 import secrets
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +51,10 @@ log = logging.getLogger(__name__)
 
 SHIM = Path(__file__).with_name("shim.js").read_text()
 _PAGES = [{"type": "page", "exclude": False}, {"exclude": True}]
+# Every document request is paused at the browser level until its tab has the script (see _hold).
+_DOCUMENTS = [{"urlPattern": "*", "resourceType": "Document", "requestStage": "Request"}]
+HOLD_S = 3.0  # the longest a new tab's first document request waits for the script
+_IFRAMES = [{"type": "iframe", "exclude": False}, {"exclude": True}]  # a tab's out-of-process frames
 NAMESPACE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MAX_INPUT_BYTES = 1024 * 1024
 MAX_SOURCE_BYTES = 8_000_000
@@ -73,22 +86,57 @@ class CustomTool:
         }
 
 
-def encode_ref(kind: str, target_id: str, doc: str, key: str, reg: int) -> str:
-    raw = json.dumps([kind, target_id, doc, key, reg], separators=(",", ":")).encode()
+@dataclasses.dataclass(frozen=True)
+class Ref:
+    kind: str  # "page" or "custom"
+    target_id: str  # the tab, or the out-of-process frame's target
+    doc: str
+    key: str  # the tool's name, or the custom tool's id
+    reg: int
+    frame: str  # CDP frame id of a same-process embedded frame; "" for the target's own document
+
+
+def encode_ref(ref: Ref) -> str:
+    fields = [ref.kind, ref.target_id, ref.doc, ref.key, ref.reg, ref.frame]
+    raw = json.dumps(fields, separators=(",", ":")).encode()
     return REF_PREFIX + base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_ref(ref: str) -> tuple[str, str, str, str, int]:
+def decode_ref(ref: str) -> Ref:
     try:
         if not ref.startswith(REF_PREFIX):
             raise ValueError(ref)
         body = ref[len(REF_PREFIX) :]
-        kind, target_id, doc, key, reg = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
-        if kind not in ("page", "custom") or not all(isinstance(v, str) for v in (target_id, doc, key)):
+        kind, target_id, doc, key, reg, frame = json.loads(
+            base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+        )
+        strings = (target_id, doc, key, frame)
+        if kind not in ("page", "custom") or not all(isinstance(v, str) for v in strings):
             raise ValueError(ref)
-        return kind, target_id, doc, key, int(reg)
+        return Ref(kind, target_id, doc, key, int(reg), frame)
     except (ValueError, TypeError, binascii.Error):
         raise BadRequest(f"{ref!r} is not a tool_ref from GET /webmcp/tools") from None
+
+
+class FrameGone(Exception):
+    """A same-process frame (or its document) is no longer there: nothing was run in it."""
+
+
+class FrameHung(FrameGone):
+    """A same-process frame's document could not be found in time: nothing was run in it."""
+
+
+# What a document offers (run in its main world; W is its window, P the custom tools' URL patterns).
+_PROBE = (
+    "(W, P) => { const w = W.__agentWebmcp;"
+    " return {url: W.location.href.split('#')[0], title: W.document.title, doc: w ? w.doc : null,"
+    " tools: w ? w.list() : [],"
+    " custom: w ? P.filter(([id, ps]) => w.matches(ps)).map(([id]) => id) : []}; }"
+)
+_INVOKE = (
+    "(W, d, reg, name, input) => W.__agentWebmcp ? W.__agentWebmcp.invoke(d, reg, name, input)"
+    " : {state: 'gone'}"
+)
 
 
 def _outcome_unknown(invocation_id: str, why: str) -> dict[str, Any]:
@@ -104,11 +152,20 @@ class WebmcpService:
         self.cdp = cdp
         self._tasks = TaskGroup("webmcp")
         self._pages: dict[str, str] = {}  # page target id → our session on it (current connection)
+        # Out-of-process frames: target id → (our session on it, the tab's target id).
+        self._oopifs: dict[str, tuple[str, str]] = {}
+        self._session_tab: dict[str, str] = {}  # our page or frame session → its tab's target id
+        self._session_subs: dict[str, Subscription] = {}  # events of a tab's session (its frames attach)
+        self._frame_ids: dict[str, dict[str, int]] = {}  # tab → CDP frame id → our frame_id
+        self._next_frame = itertools.count(1)
         self._tab_ids: dict[str, int] = {}
         self._window_ids: dict[str, int] = {}
         self._next_tab = itertools.count(1)
         self._custom: dict[str, CustomTool] = {}
         self._ready = asyncio.Event()  # auto-attach is set up on the current connection
+        self._browser_session: str | None = None
+        self._sent: set[str] = set()  # page targets whose script is sent (their documents may go on)
+        self._prepared: dict[str, asyncio.Event] = {}  # page target id → set once its script is sent
         self._state = asyncio.Event()
         self._subscription: Subscription | None = None
         self._remove_state: Any = None
@@ -139,6 +196,13 @@ class WebmcpService:
                 self._state.clear()
             self._ready.clear()
             self._pages.clear()
+            self._sent.clear()
+            self._oopifs.clear()
+            self._session_tab.clear()
+            self._frame_ids.clear()
+            for sub in self._session_subs.values():
+                sub.close()
+            self._session_subs.clear()
             if self._subscription is not None:
                 self._subscription.close()
                 self._subscription = None
@@ -148,43 +212,131 @@ class WebmcpService:
         if self._subscription is not None:
             self._subscription.close()
         self._subscription = self.cdp.subscribe(self._on_event, session_id=session)
+        self._browser_session = session
+        # The pause on start does not hold a new tab's first navigation (a tab created with a URL, a noopener
+        # popup): its document could run before the script is in. Its request is held here instead.
+        await self.cdp.send("Fetch.enable", {"patterns": _DOCUMENTS}, session_id=session)
         params = {"autoAttach": True, "waitForDebuggerOnStart": True, "flatten": True, "filter": _PAGES}
         await self.cdp.send("Target.setAutoAttach", params, session_id=session)
         self._ready.set()
 
     def _on_event(self, event: Event) -> None:
         params = event.get("params", {})
-        if event.get("method") == "Target.attachedToTarget":
+        if event.get("method") == "Fetch.requestPaused":
+            self._tasks.spawn(self._hold(params, str(event.get("sessionId"))), name="webmcp-hold")
+        elif event.get("method") == "Target.attachedToTarget":
             info = params.get("targetInfo", {})
+            parent = event.get("sessionId")
             self._tasks.spawn(
-                self._prepare(str(params["sessionId"]), info, bool(params.get("waitingForDebugger"))),
+                self._prepare(
+                    str(params["sessionId"]),
+                    info,
+                    bool(params.get("waitingForDebugger")),
+                    self._session_tab.get(str(parent)) if parent is not None else None,
+                ),
                 name="webmcp-prepare",
             )
         elif event.get("method") == "Target.detachedFromTarget":
-            target_id = params.get("targetId")
-            if target_id is not None and self._pages.get(str(target_id)) == params.get("sessionId"):
-                del self._pages[str(target_id)]
-                self._window_ids.pop(str(target_id), None)
-                self._tab_ids.pop(str(target_id), None)  # the tab is gone: its number is never reused
+            target_id = str(params.get("targetId"))
+            session = params.get("sessionId")
+            if self._pages.get(target_id) == session:
+                del self._pages[target_id]
+                self._sent.discard(target_id)
+                self._window_ids.pop(target_id, None)
+                self._tab_ids.pop(target_id, None)  # the tab is gone: its number is never reused
+                self._frame_ids.pop(target_id, None)
+                for frame_target, (frame_session, tab) in list(self._oopifs.items()):
+                    if tab == target_id:
+                        self._forget_frame(frame_target, frame_session)
+                self._forget_session(str(session))
+            elif target_id in self._oopifs and self._oopifs[target_id][0] == session:
+                self._forget_frame(target_id, str(session))
 
-    async def _prepare(self, session: str, info: dict[str, Any], waiting: bool) -> None:
+    def _forget_frame(self, target_id: str, session: str) -> None:
+        self._oopifs.pop(target_id, None)
+        self._forget_session(session)
+
+    def _forget_session(self, session: str) -> None:
+        self._session_tab.pop(session, None)
+        sub = self._session_subs.pop(session, None)
+        if sub is not None:
+            sub.close()
+
+    async def _mark_sent(self, target_id: str) -> None:
+        """Runs after the commands before it in _inject's gather are written: a held document request is
+        continued after them on the same connection, so Chromium has them first."""
+        self._sent.add(target_id)
+        event = self._prepared.pop(target_id, None)
+        if event is not None:
+            event.set()
+
+    async def _inject(self, session: str, tab: str, waiting: bool, page: str | None = None) -> None:
+        """The shim into the target's documents, and auto-attach to its out-of-process frames."""
+        self._session_tab[session] = tab
+        if session not in self._session_subs:
+            self._session_subs[session] = self.cdp.subscribe(self._on_event, session_id=session)
+        script = {"source": SHIM, "runImmediately": True}
+        params = {"autoAttach": True, "waitForDebuggerOnStart": True, "flatten": True, "filter": _IFRAMES}
+        # Sent in this order without waiting for the answers: a paused target that has no renderer yet (a
+        # noopener popup) answers Page.enable only once it runs, so it is resumed in the same breath; the
+        # renderer gets the queued commands before its first document commits. Chromium runs a session's
+        # new-document scripts only while its Page domain is enabled.
+        sends: list[Coroutine[Any, Any, Any]] = [
+            self.cdp.send("Page.enable", session_id=session, timeout=5),
+            self.cdp.send("Page.addScriptToEvaluateOnNewDocument", script, session_id=session, timeout=5),
+            self.cdp.send("Target.setAutoAttach", params, session_id=session, timeout=5),
+        ]
+        if waiting:
+            sends.append(self.cdp.send("Runtime.runIfWaitingForDebugger", session_id=session, timeout=5))
+        if page is not None:
+            sends.append(self._mark_sent(page))
+        await asyncio.gather(*sends)
+
+    async def _prepare(self, session: str, info: dict[str, Any], waiting: bool, tab: str | None) -> None:
         target_id = str(info.get("targetId"))
         try:
             if info.get("type") == "page" and not info.get("subtype"):
-                # Chromium runs a session's new-document scripts only while its Page domain is enabled.
-                await self.cdp.send("Page.enable", session_id=session, timeout=5)
-                script = {"source": SHIM, "runImmediately": True}
-                await self.cdp.send(
-                    "Page.addScriptToEvaluateOnNewDocument", script, session_id=session, timeout=5
-                )
+                await self._inject(session, target_id, waiting, page=target_id)
                 self._pages[target_id] = session
                 self._tab_ids.setdefault(target_id, next(self._next_tab))
+            elif info.get("type") == "iframe" and tab is not None:
+                await self._inject(session, tab, waiting)
+                self._oopifs[target_id] = (session, tab)
         except (CDPError, TimeoutError) as exc:
             log.debug("webmcp: cannot prepare %s: %s", target_id, exc)
         finally:
             if waiting:  # a new tab waits for us: never leave it paused
                 with contextlib.suppress(CDPError, TimeoutError):
                     await self.cdp.send("Runtime.runIfWaitingForDebugger", session_id=session, timeout=5)
+
+    async def _hold(self, params: dict[str, Any], session: str) -> None:
+        """A document request goes on at once unless it is the first one of a tab the script is not in yet:
+        that one waits (at most HOLD_S) until the tab is prepared. Always continued, never changed."""
+        frame = str(params.get("frameId", ""))
+        try:
+            if frame and frame not in self._sent:
+                info = await self.cdp.send(
+                    "Target.getTargetInfo", {"targetId": frame}, session_id=session, timeout=2
+                )
+                target = info.get("targetInfo", {})
+                if target.get("type") == "page" and not target.get("subtype") and frame not in self._sent:
+                    event = self._prepared.setdefault(frame, asyncio.Event())
+                    try:
+                        await asyncio.wait_for(event.wait(), HOLD_S)
+                    except TimeoutError:
+                        log.warning(
+                            "webmcp: tab %s was not prepared within %s s; its document goes on", frame, HOLD_S
+                        )
+                    finally:
+                        if not event.is_set():
+                            self._prepared.pop(frame, None)
+        except (CDPError, TimeoutError):
+            pass  # not a target (a frame of a page), or gone: nothing to wait for
+        finally:
+            with contextlib.suppress(CDPError, TimeoutError):
+                await self.cdp.send(
+                    "Fetch.continueRequest", {"requestId": params["requestId"]}, session_id=session, timeout=5
+                )
 
     async def _wait_ready(self) -> None:
         try:
@@ -206,25 +358,99 @@ class WebmcpService:
             self._window_ids[target_id] = window
         return window
 
-    async def _probe(self, target_id: str, session: str, patterns: list[list[Any]]) -> list[dict[str, Any]]:
-        expression = (
-            "(() => { const w = window.__agentWebmcp; const P = " + json.dumps(patterns) + ";"
-            " return {url: location.href.split('#')[0], title: document.title, doc: w ? w.doc : null,"
-            " tools: w ? w.list() : [],"
-            " custom: w ? P.filter(([id, ps]) => w.matches(ps)).map(([id]) => id) : []};"
-            " })()"
-        )
+    async def _call(
+        self,
+        session: str,
+        frame: str,
+        function: str,
+        args: list[Any],
+        *,
+        timeout: float,
+        await_promise: bool = False,
+    ) -> dict[str, Any]:
+        """Run `function(window, ...args)` in the main world of the target's document, or of the
+        same-process embedded frame `frame`. FrameGone if that frame has no document any more."""
+        if not frame:
+            expression = f"({function})(window, {', '.join(json.dumps(a) for a in args)})"
+            params: dict[str, Any] = {
+                "expression": expression,
+                "returnByValue": True,
+                "awaitPromise": await_promise,
+            }
+            return await self.cdp.send("Runtime.evaluate", params, session_id=session, timeout=timeout)
+        group = "agent-webmcp-" + secrets.token_hex(4)
         try:
-            reply = await self.cdp.send(
-                "Runtime.evaluate",
-                {"expression": expression, "returnByValue": True},
-                session_id=session,
-                timeout=PROBE_TIMEOUT_S,
+            # The frame's document node, then its wrapper in the frame's main world (no Runtime.enable).
+            owner = await self.cdp.send(
+                "DOM.getFrameOwner", {"frameId": frame}, session_id=session, timeout=5
             )
-        except (CDPError, TimeoutError):
-            return []  # closing, navigating or hung: it offers nothing right now
+            node = await self.cdp.send(
+                "DOM.describeNode", {"backendNodeId": owner["backendNodeId"]}, session_id=session, timeout=5
+            )
+            document = node["node"].get("contentDocument")
+            if document is None:  # out of process now (or not loaded): not this session's to ask
+                raise FrameGone(frame)
+            resolved = await self.cdp.send(
+                "DOM.resolveNode",
+                {"backendNodeId": document["backendNodeId"], "objectGroup": group},
+                session_id=session,
+                timeout=5,
+            )
+        except (CDPError, KeyError) as exc:
+            raise FrameGone(frame) from exc
+        except TimeoutError as exc:
+            raise FrameHung(frame) from exc
+        try:
+            call = {
+                "objectId": resolved["object"]["objectId"],
+                "functionDeclaration": (
+                    f"function (...args) {{ return ({function})(this.defaultView, ...args); }}"
+                ),
+                "arguments": [{"value": a} for a in args],
+                "returnByValue": True,
+                "awaitPromise": await_promise,
+            }
+            return await self.cdp.send("Runtime.callFunctionOn", call, session_id=session, timeout=timeout)
+        finally:
+            self._tasks.spawn(self._release(session, group), name="webmcp-release")
+
+    async def _release(self, session: str, group: str) -> None:
+        with contextlib.suppress(CDPError, TimeoutError):
+            await self.cdp.send(
+                "Runtime.releaseObjectGroup", {"objectGroup": group}, session_id=session, timeout=5
+            )
+
+    async def _ask(self, session: str, frame: str, patterns: list[list[Any]]) -> dict[str, Any] | None:
+        """What one document offers, or None (closing, navigating, hung, gone: nothing right now)."""
+        try:
+            reply = await self._call(session, frame, _PROBE, [patterns], timeout=PROBE_TIMEOUT_S)
+        except (CDPError, TimeoutError, FrameGone):
+            return None
         page = reply.get("result", {}).get("value")
         if not isinstance(page, dict) or not page.get("doc"):
+            return None
+        return page
+
+    async def _child_frames(self, session: str) -> list[str]:
+        """The CDP ids of the target's embedded frames (those in its process and those not)."""
+        try:
+            tree = await self.cdp.send("Page.getFrameTree", session_id=session, timeout=PROBE_TIMEOUT_S)
+        except (CDPError, TimeoutError):
+            return []
+        found: list[str] = []
+        todo = list(tree.get("frameTree", {}).get("childFrames", []))
+        while todo:
+            node = todo.pop(0)
+            found.append(str(node["frame"]["id"]))
+            todo.extend(node.get("childFrames", []))
+        return found
+
+    def _frame_id(self, tab: str, cdp_frame: str) -> int:
+        return self._frame_ids.setdefault(tab, {}).setdefault(cdp_frame, next(self._next_frame))
+
+    async def _probe(self, target_id: str, session: str, patterns: list[list[Any]]) -> list[dict[str, Any]]:
+        page = await self._ask(session, "", patterns)
+        if page is None:
             return []
         source = {
             "frame": None,
@@ -236,7 +462,9 @@ class WebmcpService:
         doc = str(page["doc"])
         out = [
             {
-                "tool_ref": encode_ref("page", target_id, doc, str(item["tool"]["name"]), int(item["reg"])),
+                "tool_ref": encode_ref(
+                    Ref("page", target_id, doc, str(item["tool"]["name"]), int(item["reg"]), "")
+                ),
                 "tool": item["tool"],
                 "source": source,
             }
@@ -248,7 +476,7 @@ class WebmcpService:
                 continue
             out.append(
                 {
-                    "tool_ref": encode_ref("custom", target_id, doc, custom.id, 0),
+                    "tool_ref": encode_ref(Ref("custom", target_id, doc, custom.id, 0, "")),
                     "tool": custom.tool,
                     "source": {
                         **source,
@@ -257,6 +485,43 @@ class WebmcpService:
                     },
                 }
             )
+        out.extend(await self._probe_frames(target_id, session, source))
+        return out
+
+    async def _probe_frames(self, tab: str, session: str, source: dict[str, Any]) -> list[dict[str, Any]]:
+        """The tools of the tab's embedded frames: (session's target, CDP frame id or "" for its root)."""
+        frames = [(tab, session, f) for f in await self._child_frames(session)]
+        for frame_target, (frame_session, owner) in list(self._oopifs.items()):
+            if owner == tab:
+                frames.append((frame_target, frame_session, ""))
+                frames.extend(
+                    (frame_target, frame_session, f) for f in await self._child_frames(frame_session)
+                )
+        oopif_roots = {t for t, _, f in frames if not f}
+        # A frame out of process is listed by its own target (as its root), not through its parent.
+        frames = [(t, s, f) for t, s, f in frames if f == "" or f not in oopif_roots]
+        answers = await asyncio.gather(*(self._ask(s, f, []) for _, s, f in frames))
+        seen: dict[str, int] = {}
+        out: list[dict[str, Any]] = []
+        for (target, _, cdp_frame), page in zip(frames, answers, strict=True):
+            if page is None:
+                continue
+            cdp_id = cdp_frame or target  # an out-of-process frame's target id is its frame id
+            seen[cdp_id] = self._frame_id(tab, cdp_id)
+            frame = {"frame_id": seen[cdp_id], "url": str(page.get("url", ""))}
+            doc = str(page["doc"])
+            out.extend(
+                {
+                    "tool_ref": encode_ref(
+                        Ref("page", target, doc, str(item["tool"]["name"]), int(item["reg"]), cdp_frame)
+                    ),
+                    "tool": item["tool"],
+                    "source": {**source, "frame": frame},
+                }
+                for item in page.get("tools", [])
+            )
+        # Only frames present now keep their number (a frame id never comes back once its frame is gone).
+        self._frame_ids[tab] = {k: v for k, v in self._frame_ids.get(tab, {}).items() if k in seen}
         return out
 
     async def list_tools(self, *, exclude_custom: bool) -> list[dict[str, Any]]:
@@ -268,42 +533,38 @@ class WebmcpService:
 
     # --- invoking ---------------------------------------------------------------------------------------
 
+    def _session_of(self, target_id: str) -> str | None:
+        session = self._pages.get(target_id)
+        if session is None and target_id in self._oopifs:
+            session = self._oopifs[target_id][0]
+        return session
+
     async def invoke(self, tool_ref: str, tool_input: dict[str, Any], *, timeout_s: int) -> dict[str, Any]:
-        kind, target_id, doc, key, reg = decode_ref(tool_ref)
+        ref = decode_ref(tool_ref)
         encoded_input = json.dumps(tool_input)
         if len(encoded_input.encode()) > MAX_INPUT_BYTES:
             raise BadRequest(f"field 'input' is over {MAX_INPUT_BYTES} bytes as JSON")
         await self._wait_ready()
-        session = self._pages.get(target_id)
+        session = self._session_of(ref.target_id)
         if session is None:
-            raise NotFound("the tool's tab is gone; list the tools again")
-        d = json.dumps(doc)
-        if kind == "page":
-            expression = (
-                f"window.__agentWebmcp ? window.__agentWebmcp.invoke({d}, {reg}, {json.dumps(key)}, "
-                f"{encoded_input}) : {{state: 'gone'}}"
-            )
-        else:
-            custom = self._custom.get(key)
-            if custom is None:
-                raise NotFound(f"no custom tool {key!r} (deleted?)")
-            expression = (
-                "(async () => { const w = window.__agentWebmcp;"
-                f" if (!w || w.doc !== {d} || !w.matches({json.dumps(custom.url_patterns)}))"
-                " return {state: 'gone'};"
-                " let defs; try { defs = (\n" + custom.source + "\n); } catch (e) { return {state: 'error',"
-                " error: 'the source failed: ' + e}; }"
-                f" return w.invokeCustom({d}, defs, {json.dumps(custom.tool['name'])}, {encoded_input});"
-                " })()"
-            )
+            raise NotFound("the tool's tab or frame is gone; list the tools again")
         invocation_id = "inv_" + secrets.token_hex(12)
         try:
-            reply = await self.cdp.send(
-                "Runtime.evaluate",
-                {"expression": expression, "awaitPromise": True, "returnByValue": True},
-                session_id=session,
-                timeout=timeout_s,
-            )
+            if ref.kind == "page":
+                reply = await self._call(
+                    session,
+                    ref.frame,
+                    _INVOKE,
+                    [ref.doc, ref.reg, ref.key, tool_input],
+                    timeout=timeout_s,
+                    await_promise=True,
+                )
+            else:
+                reply = await self._invoke_custom(session, ref, encoded_input, timeout_s)
+        except FrameHung:
+            raise Unavailable("the tool's frame does not answer; nothing was run") from None
+        except FrameGone:
+            raise NotFound("the tool's frame is gone; list the tools again") from None
         except TimeoutError:
             return _outcome_unknown(invocation_id, f"no result within {timeout_s} s")
         except CDPError as exc:
@@ -326,6 +587,25 @@ class WebmcpService:
             "status": "error",
             "error_text": str(error or "the tool failed"),
         }
+
+    async def _invoke_custom(
+        self, session: str, ref: Ref, encoded_input: str, timeout_s: int
+    ) -> dict[str, Any]:
+        custom = self._custom.get(ref.key)
+        if custom is None:
+            raise NotFound(f"no custom tool {ref.key!r} (deleted?)")
+        d = json.dumps(ref.doc)
+        expression = (
+            "(async () => { const w = window.__agentWebmcp;"
+            f" if (!w || w.doc !== {d} || !w.matches({json.dumps(custom.url_patterns)}))"
+            " return {state: 'gone'};"
+            " let defs; try { defs = (\n" + custom.source + "\n); } catch (e) { return {state: 'error',"
+            " error: 'the source failed: ' + e}; }"
+            f" return w.invokeCustom({d}, defs, {json.dumps(custom.tool['name'])}, {encoded_input});"
+            " })()"
+        )
+        params = {"expression": expression, "awaitPromise": True, "returnByValue": True}
+        return await self.cdp.send("Runtime.evaluate", params, session_id=session, timeout=timeout_s)
 
     # --- custom tools ------------------------------------------------------------------------------------
 
