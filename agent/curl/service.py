@@ -20,7 +20,7 @@ import collections
 import contextlib
 import dataclasses
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from ..cdp.connection import CDPConnection, CDPDisconnected, CDPError, Session
@@ -66,7 +66,7 @@ class _RawBody:
         self.url = url
         self.broken = False  # a read failed: the target's state is unknown
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
         if self.handle is None:
             return
         loop = asyncio.get_running_loop()
@@ -191,9 +191,12 @@ class CurlService:
             except Exception as exc:
                 raise await self._mapped(exc, request, attempt.generation) from None
             body = _RawBody(target.session, exchange.stream, max_body_bytes, request.url)
+            chunks = body.chunks()
             try:
-                yield RawAnswer(answer.status, answer.headers, body.chunks(), exchange.stream is not None)
+                yield RawAnswer(answer.status, answer.headers, chunks, exchange.stream is not None)
             finally:
+                # A caller that stopped half-way leaves reads in flight: they end before the stream closes.
+                await chunks.aclose()
                 if await body.close():
                     self.pool.give_back(target, fetched, paused)
                 else:
