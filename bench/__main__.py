@@ -13,6 +13,7 @@ FAMILIES = [
     "computer",
     "process",
     "cdp",
+    "curl",
     "fs",
     "logs",
     "extensions",

@@ -15,21 +15,32 @@ without `-L`).
 from __future__ import annotations
 
 import asyncio
+import binascii
+import collections
 import contextlib
 import dataclasses
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 
 from ..cdp.connection import CDPConnection, CDPDisconnected, CDPError, Session
 from ..errors import InternalError, Unavailable
 from .errors import CurlTransportError, Dirty, target_gone, timed_out
-from .exchange import FETCH_ENDED, Answer, Drain, Exchange, Send, decode
+from .exchange import FETCH_ENDED, Answer, Drain, Exchange, Send
 from .models import CurlRequest, CurlResponse
 from .pool import Target, TargetPool
 from .urls import split_url
 
 RAW_CHUNK = 1024 * 1024  # IO.read size of a /curl/raw body (base64 on the wire: 1.33 MiB per message)
+RAW_IN_FLIGHT = 2  # IO.read commands of a /curl/raw body in flight at once
+
+
+def _decoded(reply: dict[str, Any]) -> bytes:
+    """An IO.read chunk (binascii straight from the ASCII str: no str → bytes copy first)."""
+    data = reply.get("data", "")
+    if reply.get("base64Encoded"):
+        return binascii.a2b_base64(data)
+    return str(data).encode("utf-8")
 
 
 @dataclasses.dataclass
@@ -55,29 +66,44 @@ class _RawBody:
         self.url = url
         self.broken = False  # a read failed: the target's state is unknown
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def chunks(self) -> AsyncGenerator[bytes, None]:
         if self.handle is None:
             return
+        loop = asyncio.get_running_loop()
+        params = {"handle": self.handle, "size": RAW_CHUNK}
+        # Reads of one handle are answered in order: with a few in flight, Chromium reads and encodes the
+        # next chunk while this one is decoded and written to the client (reads past the end answer eof).
+        reads: collections.deque[asyncio.Task[dict[str, Any]]] = collections.deque()
         size = 0
-        while True:
-            try:
-                reply = await self.session.send("IO.read", {"handle": self.handle, "size": RAW_CHUNK})
-            except (CDPError, TimeoutError) as exc:
-                self.broken = True
-                message = f"reading the body of {self.url} failed: {exc}"
-                raise CurlTransportError(message, "ERR_FAILED") from None
-            chunk = decode(reply, key="data")
-            size += len(chunk)
-            if size > self.max_bytes:
-                raise CurlTransportError(
-                    f"response body of {self.url} is too large (the limit is {self.max_bytes} bytes, config "
-                    "curl_raw_max_bytes)",
-                    "ERR_FILE_TOO_BIG",
-                )
-            if chunk:
-                yield chunk
-            if reply.get("eof"):
-                return
+        try:
+            while True:
+                while len(reads) < RAW_IN_FLIGHT:
+                    reads.append(loop.create_task(self.session.send("IO.read", params), name="curl-raw-read"))
+                try:
+                    reply = await reads.popleft()
+                except (CDPError, TimeoutError) as exc:
+                    self.broken = True
+                    message = f"reading the body of {self.url} failed: {exc}"
+                    raise CurlTransportError(message, "ERR_FAILED") from None
+                chunk = _decoded(reply)
+                size += len(chunk)
+                if size > self.max_bytes:
+                    raise CurlTransportError(
+                        f"response body of {self.url} is too large (the limit is {self.max_bytes} bytes, "
+                        "config curl_raw_max_bytes)",
+                        "ERR_FILE_TOO_BIG",
+                    )
+                if chunk:
+                    yield chunk
+                if reply.get("eof"):
+                    return
+        finally:
+            # Reads still in flight are answered before the IO.close that follows (same session, in order).
+            for read in reads:
+                read.cancel()
+            for read in reads:
+                with contextlib.suppress(BaseException):
+                    await read
 
     async def close(self) -> bool:
         """Close the stream; whether the target may be reused."""
@@ -165,9 +191,12 @@ class CurlService:
             except Exception as exc:
                 raise await self._mapped(exc, request, attempt.generation) from None
             body = _RawBody(target.session, exchange.stream, max_body_bytes, request.url)
+            chunks = body.chunks()
             try:
-                yield RawAnswer(answer.status, answer.headers, body.chunks(), exchange.stream is not None)
+                yield RawAnswer(answer.status, answer.headers, chunks, exchange.stream is not None)
             finally:
+                # A caller that stopped half-way leaves reads in flight: they end before the stream closes.
+                await chunks.aclose()
                 if await body.close():
                     self.pool.give_back(target, fetched, paused)
                 else:
