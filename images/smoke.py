@@ -174,6 +174,8 @@ def _chromium_processes() -> list[tuple[int, list[str], dict[str, str]]]:
         try:
             with open(f"/proc/{entry}/cmdline", "rb") as fh:
                 argv = [a.decode(errors="replace") for a in fh.read().split(b"\0") if a]
+            if len(argv) == 1:  # Chromium's children set their title: one string, words split by spaces
+                argv = argv[0].split(" ")
             with open(f"/proc/{entry}/status") as fh:
                 status = dict(line.split(":", 1) for line in fh.read().splitlines() if ":" in line)
         except OSError:
