@@ -178,6 +178,13 @@ class Config:
     # Child processes of the API alive at once: running spawned ones plus /process/exec calls in flight.
     process_max_alive: int = 256
 
+    # --- chromium (supervisor/chromium-launcher reads these as AGENT_CHROMIUM_*) ---
+    # When supervisord runs as root, Chromium runs as this unprivileged user (a name or uid[:gid]; the image
+    # creates `browser`), with its own sandbox on. Empty = as supervisord's user.
+    chromium_user: str = "browser"
+    # Adds --no-sandbox: only for a machine without user namespaces (Chromium's sandbox needs them here).
+    chromium_no_sandbox: bool = False
+
     @property
     def screen_size(self) -> tuple[int, int]:
         width, height, *_ = self.screen.split("x")

@@ -10,6 +10,7 @@ import ctypes
 import getpass
 import json
 import os
+import pwd
 import signal
 import socket
 import subprocess
@@ -98,6 +99,15 @@ class Sandbox:
             port: int = getattr(self.config, field)
             if port_in_use("127.0.0.1", port):
                 raise SandboxError(_port_in_use_message(name, field, port))
+        user = self.config.chromium_user
+        if os.getuid() == 0 and user and not user.replace(":", "").isdigit():
+            try:
+                pwd.getpwnam(user)
+            except KeyError:
+                raise SandboxError(
+                    f"no user {user!r} for Chromium (images/install.sh creates `browser`); choose one with "
+                    "--chromium-user or AGENT_CHROMIUM_USER (a name or uid[:gid])"
+                ) from None
         (self.state_dir / "logs").mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "supervisor.supervisord", "-n", "-c", str(SUPERVISOR_CONF)],

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import grp
 import os
+import pwd
 import random
 import shutil
 import socket
@@ -32,6 +34,23 @@ def free_display() -> str:
     raise RuntimeError("no free X display number")
 
 
+def chromium_user() -> str:
+    """The unprivileged user the sandboxes' Chromium runs as (when they run as root): the image's `browser`
+    user where images/install.sh created it, else a uid:gid that no account uses, so that tests need no
+    account on the machine (Chromium needs none: its HOME is in the state dir)."""
+    try:
+        pwd.getpwnam("browser")
+        return "browser"
+    except KeyError:
+        pass
+    used_uids = {entry.pw_uid for entry in pwd.getpwall()}
+    used_gids = {entry.gr_gid for entry in grp.getgrall()}
+    for uid in range(64000, 65000):
+        if uid not in used_uids and uid not in used_gids:
+            return f"{uid}:{uid}"
+    raise RuntimeError("no free uid for Chromium")
+
+
 def private_config(prefix: str, **overrides: Any) -> Config:
     fields: dict[str, Any] = {
         "port": free_port(),
@@ -39,6 +58,7 @@ def private_config(prefix: str, **overrides: Any) -> Config:
         "chromium_cdp_port": free_port(),
         "display": free_display(),
         "state_dir": Path(tempfile.mkdtemp(prefix=prefix)),
+        "chromium_user": chromium_user(),
         **overrides,
     }
     return Config(**fields)

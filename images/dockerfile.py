@@ -1,14 +1,18 @@
 """Reads the repo's Dockerfile for images/image-test.sh, so that CI runs exactly what the Dockerfile says.
 
-Understands only what this Dockerfile uses (FROM, ARG, ENV, COPY, RUN, WORKDIR, EXPOSE, ENTRYPOINT, with
-backslash continuations and ${VAR} / $VAR substitution) and stops with a clear error on anything else, so a
-new instruction cannot be silently skipped. Prints bash assignments for `eval`:
+Understands only what this Dockerfile uses (FROM, ARG, ENV, COPY, RUN, WORKDIR, EXPOSE, HEALTHCHECK,
+ENTRYPOINT, with backslash continuations and ${VAR} / $VAR substitution) and stops with a clear error on
+anything else, so a new instruction cannot be silently skipped. Prints bash assignments for `eval`:
   DF_FROM  DF_BUILD_ENV (NAME=VALUE array: ARGs and ENVs, as a RUN sees them)  DF_ENV (the ENVs only, as
   the running container sees them)  DF_COPY_SRC DF_COPY_DST
   DF_RUN (array of shell commands, run with /bin/sh -c)  DF_RUN_CWD (the WORKDIR each RUN runs in)
   DF_WORKDIR (the entrypoint's)  DF_ENTRYPOINT (array)
+  DF_HEALTHCHECK (array: the command, exec form as is, shell form as /bin/sh -c; empty = none)
+  DF_HEALTHCHECK_TIMEOUT DF_HEALTHCHECK_START_PERIOD DF_HEALTHCHECK_INTERVAL (seconds)  DF_HEALTHCHECK_RETRIES
 Usage: dockerfile.py DOCKERFILE [NAME=VALUE ...]   (build args, like --build-arg)
-       dockerfile.py --context REPO   (the build context: git's files less .dockerignore, NUL-separated)
+       dockerfile.py --context REPO   (the build context: git's files less .dockerignore, NUL-separated; stops
+                                       with an error when .dockerignore lets in tests, caches, .venv, .git or
+                                       build output, or leaves out what the image runs)
 """
 
 from __future__ import annotations
@@ -61,6 +65,47 @@ def unquote(word: str) -> str:
     return parts[0]
 
 
+# Docker's HEALTHCHECK defaults.
+HEALTHCHECK_DEFAULTS = {"interval": 30.0, "timeout": 30.0, "start-period": 0.0, "retries": 3.0}
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def duration_s(text: str, where: str) -> float:
+    """A Go duration as Docker reads it (`1m30s`, `500ms`, `15s`), in seconds."""
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise SystemExit(f"{where}: not a duration: {text!r}")
+    return sum(float(n) * _UNIT_S[u] for n, u in parts)
+
+
+def parse_healthcheck(rest: str, where: str) -> dict[str, object]:
+    """`HEALTHCHECK [--interval=D --timeout=D --start-period=D --retries=N] CMD ...` or `HEALTHCHECK NONE`."""
+    options = dict(HEALTHCHECK_DEFAULTS)
+    words = rest.split(None, 1)
+    while words and words[0].startswith("--"):
+        name, has_value, value = words[0][2:].partition("=")
+        if not has_value or name not in options:
+            raise SystemExit(f"{where}: HEALTHCHECK option {words[0]!r} is not understood")
+        options[name] = float(int(value)) if name == "retries" else duration_s(value, where)
+        words = words[1].split(None, 1) if len(words) > 1 else []
+    if words == ["NONE"]:
+        return {"command": [], **options}
+    if len(words) != 2 or words[0] != "CMD":
+        raise SystemExit(f"{where}: HEALTHCHECK needs CMD (or NONE)")
+    command: object
+    if words[1].startswith("["):
+        try:
+            command = json.loads(words[1])
+        except json.JSONDecodeError as exc:
+            raise SystemExit(f"{where}: HEALTHCHECK CMD is not a JSON array ({exc})") from exc
+        if not isinstance(command, list) or not command or not all(isinstance(w, str) for w in command):
+            raise SystemExit(f"{where}: HEALTHCHECK CMD must be a JSON array of strings")
+    else:
+        command = ["/bin/sh", "-c", words[1]]
+    return {"command": command, **options}
+
+
 def parse(text: str, build_args: dict[str, str]) -> dict[str, object]:
     scope: dict[str, str] = {}
     env: dict[str, str] = {}
@@ -102,6 +147,8 @@ def parse(text: str, build_args: dict[str, str]) -> dict[str, object]:
             result["workdir"] = workdir
         elif instruction == "EXPOSE":
             pass  # documentation only; the image test reaches the ports inside its own network namespace
+        elif instruction == "HEALTHCHECK":
+            result["healthcheck"] = parse_healthcheck(rest, where)
         elif instruction == "ENTRYPOINT":
             try:
                 entrypoint = json.loads(rest)
@@ -139,6 +186,40 @@ def ignored(path: str, patterns: list[str]) -> bool:
     return False
 
 
+# What the build context must leave out (whether or not git ignores it too), and what it must keep.
+MUST_LEAVE_OUT = (
+    ".git/HEAD",
+    ".venv/bin/python",
+    ".sandbox/logs/agent.log",
+    "tests/conftest.py",
+    "agent/__pycache__/app.cpython-311.pyc",
+    "agent/x.pyc",
+    ".pytest_cache/README.md",
+    ".mypy_cache/3.11/agent/app.meta.json",
+    ".ruff_cache/CACHEDIR.TAG",
+    "build/lib/agent/app.py",
+    "dist/browser_vm_agent-0.1.0.tar.gz",
+    "browser_vm_agent.egg-info/PKG-INFO",
+)
+MUST_KEEP = (
+    "pyproject.toml",
+    "agent/app.py",
+    "agent/openapi.yaml",
+    "controlplane/__init__.py",
+    "supervisor/supervisord.conf",
+    "supervisor/chromium-launcher",
+    "images/install.sh",
+    "images/healthcheck.py",
+)
+
+
+def check_dockerignore(patterns: list[str]) -> None:
+    wrong = [f"lets in {p}" for p in MUST_LEAVE_OUT if not ignored(p, patterns)]
+    wrong += [f"leaves out {p}" for p in MUST_KEEP if ignored(p, patterns)]
+    if wrong:
+        raise SystemExit(".dockerignore " + "; ".join(wrong))
+
+
 def context_files(repo: str) -> list[str]:
     # The files git knows (tracked, and new ones not ignored), as a fresh clone plus local edits would have.
     try:
@@ -163,6 +244,7 @@ def context_files(repo: str) -> list[str]:
                     raise SystemExit(".dockerignore: exceptions (!) are not understood by the image test")
                 if line and not line.startswith("#"):
                     patterns.append(line.strip("/"))
+    check_dockerignore(patterns)
     files = sorted(set(filter(None, listing.split("\0"))))
     return [f for f in files if os.path.lexists(os.path.join(repo, f)) and not ignored(f, patterns)]
 
@@ -193,6 +275,12 @@ def main(argv: list[str]) -> None:
     print(bash_array("DF_RUN_CWD", run_cwd))
     print(f"DF_WORKDIR={shlex.quote(str(parsed.get('workdir', '/')))}")
     print(bash_array("DF_ENTRYPOINT", entrypoint))
+    health = parsed.get("healthcheck") or {"command": [], **HEALTHCHECK_DEFAULTS}
+    assert isinstance(health, dict)
+    print(bash_array("DF_HEALTHCHECK", health["command"]))
+    for name in ("timeout", "start-period", "interval"):
+        print(f"DF_HEALTHCHECK_{name.upper().replace('-', '_')}={health[name]:g}")
+    print(f"DF_HEALTHCHECK_RETRIES={int(health['retries'])}")
 
 
 if __name__ == "__main__":

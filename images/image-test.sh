@@ -3,8 +3,9 @@
 #   1. a bare `debootstrap --variant=minbase` root of the Dockerfile's FROM suite, built once and cached;
 #   2. a fresh overlay on it per run (so every run is a fresh install), the build context COPYed in, and the
 #      Dockerfile's RUN lines run in it with the Dockerfile's ENV/ARGs (host network: apt and pip need it);
-#   3. the ENTRYPOINT started as PID 1 of its own net+pid+mount namespaces (only `lo`), so the image's fixed
-#      ports and display :99 never meet the host's, and images/smoke.py run inside the same namespaces;
+#   3. the ENTRYPOINT started as PID 1 of its own net+pid+mount namespaces (only `lo`; pivot_root into the
+#      root), so the image's fixed ports and display :99 never meet the host's, and images/smoke.py, then
+#      the Dockerfile's HEALTHCHECK command (it must report healthy), run inside the same namespaces;
 #   4. everything stopped and unmounted again, on success, failure or interrupt.
 # Root only. The apt mirror, apt network settings, CA bundle and pip settings are the host's own.
 #   IMAGE_TEST_CACHE=/var/cache/browser-vm-agent  cached roots, apt archives, pip cache (rm -rf to clear)
@@ -68,7 +69,12 @@ case "${1:-}" in
     shift
     ip link set lo up
     mount_container_fs "$r"
-    exec chroot "$r" /usr/bin/env -i "${env_args[@]}" /bin/sh -c 'cd "$1" && shift && exec "$@"' sh "$wd" "$@"
+    # pivot_root, not chroot, as a container runtime does: the kernel refuses a new user namespace to a
+    # chrooted process, and Chromium's sandbox needs one. The old root is stacked under / and detached.
+    cd "$r"
+    pivot_root . .
+    umount -l .
+    exec /usr/bin/env -i "${env_args[@]}" /bin/sh -c 'cd "$1" && shift && exec "$@"' sh "$wd" "$@"
     ;;
   "") ;;
   *) die "unknown argument $1" ;;
@@ -333,11 +339,32 @@ while :; do # PID 1 is ours once the entrypoint has been exec'd (the mounts are 
 done
 smoke_rc=0
 { # in the background, so that a signal reaches the trap at once (the smoke dies with the pid namespace)
-  nsenter -t "$boot_pid" --net --mount --pid -- chroot "$root" /usr/bin/env -i "${run_env[@]}" \
+  nsenter -t "$boot_pid" --net --mount --pid --root --wd -- /usr/bin/env -i "${run_env[@]}" \
     SMOKE_JWT="$smoke_jwt" /opt/agent/venv/bin/python - <"$repo/images/smoke.py" | tee "$work/smoke.out"
 } &
 wait $! || smoke_rc=$?
 summary="$(grep -E '^image-test: [0-9]+ passed, [0-9]+ failed$' "$work/smoke.out" | tail -n 1 || true)"
+# The HEALTHCHECK, as Docker runs it (in the container, within its timeout), once the smoke test passed.
+if [ "$smoke_rc" -eq 0 ]; then
+  if ((${#DF_HEALTHCHECK[@]} == 0)); then
+    log "FAIL: the Dockerfile has no HEALTHCHECK"
+    summary="image-test: 0 passed, 1 failed"
+    smoke_rc=1
+  else
+    health_rc=0
+    nsenter -t "$boot_pid" --net --mount --pid --root --wd -- /usr/bin/env -i "${run_env[@]}" \
+      timeout "$DF_HEALTHCHECK_TIMEOUT" "${DF_HEALTHCHECK[@]}" || health_rc=$?
+    smoke_passed="$(sed -E 's/^image-test: ([0-9]+) passed.*/\1/' <<<"$summary")"
+    if [ "$health_rc" -eq 0 ]; then
+      log "ok   HEALTHCHECK ${DF_HEALTHCHECK[*]}: healthy"
+      summary="image-test: $((smoke_passed + 1)) passed, 0 failed"
+    else
+      log "FAIL HEALTHCHECK ${DF_HEALTHCHECK[*]}: exit $health_rc"
+      summary="image-test: $smoke_passed passed, 1 failed"
+      smoke_rc=1
+    fi
+  fi
+fi
 if [ "$smoke_rc" -ne 0 ]; then
   show_logs
 fi

@@ -29,6 +29,13 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# The unprivileged user Chromium runs as when supervisord runs as root (supervisor/chromium-launcher drops
+# to it; AGENT_CHROMIUM_USER names another). No login, no home of its own: HOME is in the state dir.
+if [ "$(id -u)" -eq 0 ] && ! id -u browser >/dev/null 2>&1; then
+  echo "install.sh: creating user browser"
+  useradd --system --user-group --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin browser
+fi
+
 python_bin="${PYTHON:-python3}"
 if [ ! -x "$venv/bin/python" ]; then
   echo "install.sh: creating venv $venv"

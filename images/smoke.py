@@ -177,6 +177,49 @@ def no_token() -> str:
     return "API and CDP proxy answer 401 without a session token"
 
 
+def _chromium_processes() -> list[tuple[int, list[str], dict[str, str]]]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                argv = [a.decode(errors="replace") for a in fh.read().split(b"\0") if a]
+            if len(argv) == 1:  # Chromium's children set their title: one string, words split by spaces
+                argv = argv[0].split(" ")
+            with open(f"/proc/{entry}/status") as fh:
+                status = dict(line.split(":", 1) for line in fh.read().splitlines() if ":" in line)
+        except OSError:
+            continue  # gone meanwhile
+        if argv and argv[0].endswith("/chromium"):
+            found.append((int(entry), argv, {k: v.strip() for k, v in status.items()}))
+    return found
+
+
+def chromium_least_privilege() -> str:
+    """Chromium runs as the unprivileged user with its sandbox on (issue 13); DevTools stay on loopback."""
+    processes = _chromium_processes()
+    browsers = [p for p in processes if not any(a.startswith("--type=") for a in p[1])]
+    renderers = [p for p in processes if "--type=renderer" in p[1]]
+    if len(browsers) != 1 or not renderers:
+        raise AssertionError(f"{len(browsers)} browser and {len(renderers)} renderer processes")
+    pid, argv, status = browsers[0]
+    uid = int(status["Uid"].split()[0])
+    if uid == 0 or any(int(u) == 0 for u in status["Uid"].split()):
+        raise AssertionError(f"Chromium runs as uid {status['Uid']}")
+    for _, args, _ in processes:
+        if "--no-sandbox" in args:
+            raise AssertionError("a Chromium process runs with --no-sandbox")
+    if "--remote-debugging-address=127.0.0.1" not in argv or any("--remote-allow-origins" in a for a in argv):
+        raise AssertionError(f"DevTools flags: {[a for a in argv if a.startswith('--remote')]}")
+    for rpid, _, rstatus in renderers:
+        if rstatus.get("Seccomp") != "2" or os.readlink(f"/proc/{rpid}/ns/user") == os.readlink(
+            f"/proc/{pid}/ns/user"
+        ):
+            raise AssertionError(f"renderer {rpid} is not sandboxed (Seccomp {rstatus.get('Seccomp')})")
+    return f"uid {uid}, {len(renderers)} sandboxed renderers (seccomp, own user namespace)"
+
+
 CHECKS: list[tuple[str, Callable[[], str]]] = [
     ("GET /health", wait_health),
     ("401 without a token", no_token),
@@ -189,6 +232,7 @@ CHECKS: list[tuple[str, Callable[[], str]]] = [
     ("POST /playwright/execute", playwright),
     ("GET :9222/json/version", cdp_version),
     ("CDP websocket Browser.getVersion via :9222", cdp_websocket),
+    ("Chromium unprivileged and sandboxed", chromium_least_privilege),
 ]
 
 

@@ -100,6 +100,20 @@ def _close_all(uploads: Sequence[ExtensionUpload]) -> None:
             upload.zip_file.close()
 
 
+def _make_readable(top: str) -> None:
+    """Every folder and file of an extracted extension readable (folders also searchable) by any user:
+    Chromium runs as an unprivileged user of its own, and an extension holds nothing secret."""
+    for folder, dirs, files in os.walk(top):
+        for name in [*dirs, *files]:
+            path = os.path.join(folder, name)
+            mode = os.lstat(path).st_mode
+            if stat.S_ISDIR(mode):
+                os.chmod(path, stat.S_IMODE(mode) | 0o555)
+            elif stat.S_ISREG(mode):
+                os.chmod(path, stat.S_IMODE(mode) | 0o444)
+    os.chmod(top, stat.S_IMODE(os.lstat(top).st_mode) | 0o555)
+
+
 class ExtensionsService:
     def __init__(
         self,
@@ -219,6 +233,8 @@ class ExtensionsService:
     async def _install(self, uploads: list[ExtensionUpload]) -> None:
         stage = await asyncio.to_thread(tempfile.mkdtemp, prefix=STAGING_PREFIX, dir=self.state_dir)
         try:
+            # Chromium runs as another user (issue 13) and loads the staged folder itself: let it through.
+            await asyncio.to_thread(os.chmod, stage, 0o711)
             staged = [await asyncio.to_thread(self._stage, stage, i, u) for i, u in enumerate(uploads)]
             await self._check_with_chromium(staged)
             moved: list[tuple[str, str | None]] = []
@@ -244,6 +260,7 @@ class ExtensionsService:
             extract(upload.zip_file, dest, self.limits, _UNCONFINED)
         except BadRequest as exc:
             raise BadRequest(f"extension {upload.name!r}: {exc.message}") from None
+        _make_readable(dest)
         root = _extension_root(dest, upload.name)
         manifest = _read_manifest(root, upload.name)
         return _Staged(upload.name, root, _has_background(manifest))

@@ -20,7 +20,7 @@ import pytest
 
 from agent.config import Config
 from agent.sandbox import REPO, Sandbox, SandboxError
-from harness.sandboxes import free_display, free_port
+from harness.sandboxes import chromium_user, free_display, free_port
 
 
 def _get(url: str) -> tuple[int, Any]:
@@ -50,6 +50,7 @@ def test_sandbox_runs_recovers_and_stops_cleanly() -> None:
     command = [
         sys.executable, "-m", "agent", "sandbox", "--port", str(port), "--cdp-port", str(cdp_port),
         "--chromium-cdp-port", str(free_port()), "--display", free_display(), "--state-dir", state,
+        "--chromium-user", chromium_user(),
     ]  # fmt: skip
     cli = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
