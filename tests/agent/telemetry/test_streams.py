@@ -194,6 +194,21 @@ async def test_the_official_sdk_reads_the_stream_and_pages(box: Sandbox, http: a
     assert ("GET", "/telemetry/stream", 200) in transport.seen
 
 
+async def test_a_category_change_while_the_monitor_runs_keeps_it_watching_every_page(
+    box: Sandbox, http: aiohttp.ClientSession
+) -> None:
+    # A change of categories stops and starts the monitor at once; the old run's clean-up (auto-attach
+    # off, its sessions detached) once reached Chromium after the new run's auto-attach and undid it.
+    await configure(http, box, "PUT", {**CDP_ON, "connection": {}})
+    async with reading(http, box.agent_url + "/telemetry/stream?type=console_log") as reader:
+        await log_lines(box, 1, "before change")
+        await reader.wait_for(lambda es: "before change 0" in texts(es))
+        await configure(http, box, "PUT", {"console": {}, "connection": {}})
+        await log_lines(box, 1, "after change")
+        await reader.wait_for(lambda es: "after change 0" in texts(es))
+    await configure(http, box, "PUT", {"control": {}, "connection": {}, "system": {}})
+
+
 async def test_a_chromium_restart_gives_disconnected_then_reconnected_and_events_flow_again(
     box: Sandbox, http: aiohttp.ClientSession
 ) -> None:
@@ -213,11 +228,6 @@ async def test_a_chromium_restart_gives_disconnected_then_reconnected_and_events
         await reader.wait_for(lambda es: "after restart 2" in texts(es))
 
 
-@pytest.mark.xfail(
-    reason="known defect since the merge with webmcp/replays: after this module's Chromium restart test, "
-    "the stream delivers no events for new pages (passes on its own branch; see issue 10's note)",
-    strict=False,
-)
 async def test_a_million_console_lines_keep_memory_bounded_and_the_stream_alive(
     box: Sandbox, http: aiohttp.ClientSession
 ) -> None:
@@ -248,14 +258,10 @@ async def test_a_million_console_lines_keep_memory_bounded_and_the_stream_alive(
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
 
 
-@pytest.mark.xfail(
-    reason="known defect since the merge with webmcp/replays: after this module's Chromium restart test, "
-    "the stream delivers no events for new pages (passes on its own branch; see issue 10's note)",
-    strict=False,
-)
 async def test_cdp_proxy_clients_give_cdp_connect_and_cdp_disconnect(
     box: Sandbox, http: aiohttp.ClientSession
 ) -> None:
+    await configure(http, box, "PATCH", {"connection": {}})
     async with reading(http, box.agent_url + "/telemetry/stream?type=cdp_connect,cdp_disconnect") as reader:
         await log_lines(box, 1, "proxy")
         gone = (await reader.wait_type("cdp_disconnect"))[0]["event"]
