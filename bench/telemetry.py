@@ -1,54 +1,98 @@
 """Telemetry: events/s through one SSE client (vs paging /telemetry/events), the load time of a page with 200
-subresources and console output with telemetry all on vs off, and the agent's CPU while a page logs 1,000
-lines/s (telemetry on vs off)."""
+subresources and console output with telemetry all on vs off, the agent's CPU while a page logs 1,000
+lines/s (telemetry on vs off), and where a console.log flood's limit is (Chromium or the agent).
+
+python -m bench telemetry                          # every section
+TELEMETRY_BENCH=load,cpu python -m bench telemetry # some: sse, load, cpu, flood
+"""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import statistics
+import struct
+import sys
 import time
-from collections.abc import Mapping
+import zlib
+from collections.abc import Awaitable, Callable, Mapping
 
 import aiohttp
 import psutil
 from aiohttp import web
 
 from agent.sandbox import Sandbox
-from harness.cdp import PageSession
+from harness.cdp import CDPError, PageSession
 
-from .common import measure, report, sandbox
+from .common import Timing, measure, report, sandbox
 
 FILL = 20_000
 SUBRESOURCES = 200
+LOAD_ROUNDS = 8  # rounds of (off, on) loads, interleaved so drift on a shared machine hits both alike
+LOADS_PER_ROUND = 3
+FLOOD_LINES = 100_000
 
 
-def _page() -> str:
-    images = "".join(f'<img src="/r/{i}.svg" width="4" height="4">' for i in range(SUBRESOURCES))
+def _page(kind: str = "png") -> str:
+    images = "".join(f'<img src="/r/{i}.{kind}" width="4" height="4">' for i in range(SUBRESOURCES))
     script = "for (let i = 0; i < 50; i++) console.log('line ' + i); window.__ready = true;"
     return f"<!doctype html><html><body>{images}<script>{script}</script></body></html>"
+
+
+def _png() -> bytes:
+    """A 4x4 black PNG."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = b"".join(b"\0" + b"\0\0\0" * 4 for _ in range(4))
+    header = struct.pack(">IIBBBBB", 4, 4, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows))
+        + chunk(b"IEND", b"")
+    )
 
 
 SVG = '<svg xmlns="http://www.w3.org/2000/svg" width="4" height="4"><rect width="4" height="4"/></svg>'
 TICKER = """<!doctype html><html><body><script>
 let n = 0; setInterval(() => { for (let i = 0; i < 10; i++) console.log('tick ' + (n++)); }, 10);
 window.__ready = true;</script></body></html>"""
+BLANK = "<!doctype html><html><body><script>window.__ready = true;</script></body></html>"
 
 
 async def _serve() -> tuple[web.AppRunner, str]:
-    page = _page()
+    page, svg_page, png = _page(), _page("svg"), _png()
 
     async def index(request: web.Request) -> web.Response:
         return web.Response(text=page, content_type="text/html")
 
+    async def svg_index(request: web.Request) -> web.Response:
+        return web.Response(text=svg_page, content_type="text/html")
+
     async def ticker(request: web.Request) -> web.Response:
         return web.Response(text=TICKER, content_type="text/html")
 
+    async def blank(request: web.Request) -> web.Response:
+        return web.Response(text=BLANK, content_type="text/html")
+
     async def resource(request: web.Request) -> web.Response:
-        return web.Response(text=SVG, content_type="image/svg+xml", headers={"Cache-Control": "no-store"})
+        SERVED[0] += 1
+        if request.match_info["name"].endswith(".svg"):
+            return web.Response(text=SVG, content_type="image/svg+xml", headers={"Cache-Control": "no-store"})
+        return web.Response(body=png, content_type="image/png", headers={"Cache-Control": "no-store"})
+
+    async def favicon(request: web.Request) -> web.Response:
+        return web.Response(status=204)
 
     app = web.Application()
     app.router.add_get("/page", index)
+    app.router.add_get("/svg-page", svg_index)
     app.router.add_get("/ticker", ticker)
+    app.router.add_get("/blank", blank)
     app.router.add_get("/r/{name}", resource)
+    app.router.add_get("/favicon.ico", favicon)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
@@ -58,6 +102,8 @@ async def _serve() -> tuple[web.AppRunner, str]:
 async def _configure(http: aiohttp.ClientSession, box: Sandbox, browser: Mapping[str, object]) -> None:
     async with http.put(box.agent_url + "/telemetry", json={"browser": browser}) as response:
         assert response.status == 200, await response.text()
+    # The monitor attaches and enables its domains asynchronously; let it finish before measuring.
+    await asyncio.sleep(0.3)
 
 
 ALL: dict[str, object] = {
@@ -76,81 +122,230 @@ async def _read_sse(http: aiohttp.ClientSession, url: str, count: int) -> int:
     return got
 
 
-async def run(box: Sandbox) -> None:
+async def _evaluate(page: PageSession, expression: str, timeout: float = 10.0) -> object:
+    return await asyncio.wait_for(page.evaluate(expression), timeout)
+
+
+async def _load(page: PageSession, url: str) -> tuple[float, float]:
+    """Navigate and wait for the load event and the page's own script; (wall ms, the page's load ms)."""
+    await _evaluate(page, "window.__ready = false")
+    start = time.perf_counter()
+    await page.call("Page.navigate", url=url)
+    deadline = start + 30
+    while time.perf_counter() < deadline:
+        try:
+            done = await _evaluate(page, "document.readyState === 'complete' && window.__ready === true")
+        except TimeoutError:
+            await _diagnose(url)
+            raise
+        if done:
+            wall = (time.perf_counter() - start) * 1000
+            own = await _evaluate(page, "performance.getEntriesByType('navigation')[0].loadEventEnd")
+            return wall, float(own)  # type: ignore[arg-type]
+        await asyncio.sleep(0.005)
+    state = await _evaluate(
+        page, "[document.readyState, [...document.images].filter(i => i.complete).length, location.href]"
+    )
+    raise CDPError(f"{url} did not load in 30 s: {state}")
+
+
+SERVED = [0]
+BOX: list[Sandbox] = []
+
+
+async def _diagnose(url: str) -> None:
+    box = BOX[0]
+    print(f"DIAG: {url} hung; served {SERVED[0]} requests", flush=True)
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = " ".join(proc.info["cmdline"] or [])
+        if "type=renderer" in cmd or "-m agent" in cmd:
+            print("DIAG", proc.pid, f"{proc.cpu_percent(0.3):.0f} % CPU", proc.status(), cmd[:60], flush=True)
+    direct = f"http://127.0.0.1:{box.config.chromium_cdp_port}"
+    try:
+        other = await asyncio.wait_for(PageSession.open(direct), 5)
+        print("DIAG direct:", await _evaluate(other, "[document.readyState, location.href]", 5), flush=True)
+        await other.close()
+    except Exception as exc:
+        print("DIAG direct failed:", repr(exc), flush=True)
+    try:
+        async with aiohttp.ClientSession() as http, http.get(box.agent_url + "/health") as response:
+            print("DIAG health:", (await response.json()).get("telemetry"), flush=True)
+    except Exception as exc:
+        print("DIAG health failed:", repr(exc), flush=True)
+
+
+async def _sse(box: Sandbox, http: aiohttp.ClientSession, page: PageSession, base: str) -> None:
+    """Fill the buffer with real console events, then read them all back."""
+    await _configure(http, box, {"console": {}})
+    for _ in range(FILL // 5000):
+        await page.evaluate("for (let i = 0; i < 5000; i++) console.log('fill ' + i)")
+    await asyncio.sleep(1.0)
+    await _configure(http, box, {})  # nothing new while reading
+    async with http.get(box.agent_url + "/health") as response:
+        held = (await response.json())["telemetry"]["held_events"]
+
+    async def sse() -> None:
+        assert await _read_sse(http, box.agent_url + "/telemetry/stream?replay=all", held) == held
+
+    async def paged() -> None:
+        offset = None
+        while True:
+            params = {"limit": "1000", "since": "1h", **({"offset": str(offset)} if offset else {})}
+            async with http.get(box.agent_url + "/telemetry/events", params=params) as response:
+                await response.json()
+                if response.headers["X-Has-More"] != "true":
+                    break
+                offset = int(response.headers["X-Next-Offset"])
+
+    ours = await measure(f"SSE replay of {held} events, one client", 5, sse, warmup=1)
+    peer = await measure(f"GET /telemetry/events pages of 1000 ({held} events)", 5, paged, warmup=1)
+    report("telemetry: reading every held event", ours, [peer])
+    print(f"SSE events/s: {held / (ours.p50 / 1000):,.0f} (target >= 20,000/s)")
+
+
+async def _load_section(box: Sandbox, http: aiohttp.ClientSession, page: PageSession, base: str) -> None:
+    walls: dict[str, list[float]] = {"off": [], "all on": []}
+    owns: dict[str, list[float]] = {"off": [], "all on": []}
+    for round_ in range(LOAD_ROUNDS + 1):  # round 0 warms up both ways
+        for label, browser in (("off", {}), ("all on", ALL)):
+            await _configure(http, box, browser)
+            for _ in range(LOADS_PER_ROUND):
+                await _load(page, base + "/blank")  # each measured load starts from the same place
+                wall, own = await _load(page, base + "/page")
+                if round_:
+                    walls[label].append(wall)
+                    owns[label].append(own)
+    title = f"telemetry: load of a page with {SUBRESOURCES} subresources + 50 console lines"
+    off, on = Timing("load, telemetry off", walls["off"]), Timing("load, telemetry all on", walls["all on"])
+    report(title + " (Page.navigate to load, wall)", off, [on], target="all on <= 10 % slower than off")
+    own_off, own_on = statistics.median(owns["off"]), statistics.median(owns["all on"])
+    print(f"load time p50, telemetry off: {off.p50:.1f} ms; all on: {on.p50:.1f} ms")
+    print(f"load time, all on / off: {on.p50 / off.p50:.2f}x ({on.p50 / off.p50 - 1:+.1%}, target <= +10 %)")
+    print(
+        f"the page's own loadEventEnd p50, off: {own_off:.1f} ms; all on: {own_on:.1f} ms "
+        f"({own_on / own_off - 1:+.1%})"
+    )
+
+
+async def _cpu_section(box: Sandbox, http: aiohttp.ClientSession, page: PageSession, base: str) -> None:
+    agent = psutil.Process(int(box.supervisorctl("pid", "agent").strip()))
+    choices: list[tuple[str, Mapping[str, object]]] = [
+        ("off", {}),
+        ("console on", {"console": {}}),
+        ("all on", ALL),
+    ]
+    cpu: dict[str, float] = {}
+    print("\n## telemetry: agent CPU while a page logs 1,000 lines/s (10 s each)")
+    for label, browser in choices:
+        await _configure(http, box, browser)
+        await _load(page, base + "/ticker")
+        await asyncio.sleep(0.5)
+        before, start = agent.cpu_times(), time.monotonic()
+        await asyncio.sleep(10.0)
+        after, wall = agent.cpu_times(), time.monotonic() - start
+        logged = await _evaluate(page, "n")
+        used = (after.user + after.system - before.user - before.system) / wall * 100
+        cpu[label] = used
+        ratio = f", {used / cpu['off']:.1f}x off" if label != "off" and cpu["off"] > 0 else ""
+        print(f"agent CPU, telemetry {label}: {used:.1f} % of one core{ratio} (page logged {logged} lines)")
+    await _load(page, base + "/blank")
+
+
+async def _flood_section(box: Sandbox, http: aiohttp.ClientSession, page: PageSession, base: str) -> None:
+    """Where the flood's limit is: the page times its own console.log loop with no Runtime client, with the
+    agent's monitor, and with a bare client that only reads; the agent's CPU meanwhile."""
+    agent = psutil.Process(int(box.supervisorctl("pid", "agent").strip()))
+    lines = int(os.environ.get("TELEMETRY_FLOOD_LINES", str(FLOOD_LINES)))
+    chunk = min(lines, 25_000)
+    loop = "(() => { const t = performance.now();"
+    loop += f" for (let i = 0; i < {chunk}; i++) console.log('flood ' + i);"
+    loop += " return performance.now() - t; })()"
+
+    async def flood(label: str) -> None:
+        await _load(page, base + "/blank")
+        before, start = agent.cpu_times(), time.monotonic()
+        in_page = 0.0
+        for _ in range(lines // chunk):
+            in_page += float(await _evaluate(page, loop, 600))  # type: ignore[arg-type]
+        await asyncio.sleep(0)
+        received = await _drained()
+        wall = time.monotonic() - start
+        after = agent.cpu_times()
+        used = after.user + after.system - before.user - before.system
+        print(
+            f"{label:38} page loop {lines / (in_page / 1000):9,.0f} lines/s; "
+            f"to the collector {lines / wall:9,.0f} lines/s; agent CPU {used / wall * 100:5.1f} % "
+            f"({used:.1f} s){received}"
+        )
+
+    async def _drained() -> str:
+        # Telemetry on: wait until the monitor's queue is empty (every line reached the collector).
+        for _ in range(6000):
+            async with http.get(box.agent_url + "/health") as response:
+                monitor = (await response.json())["telemetry"]["monitor"]
+            if not monitor["running"] or monitor["queued_cdp_events"] == 0:
+                return f", dropped {monitor['dropped_cdp_events']}" if monitor["running"] else ""
+            await asyncio.sleep(0.1)
+        return ", not drained"
+
+    print(f"\n## telemetry: {lines:,} console.log lines in chunks of {chunk:,}")
+    await _configure(http, box, {})
+    await flood("no Runtime client")
+    await _configure(http, box, {"console": {}})
+    await flood("agent monitor (console on)")
+    await _configure(http, box, {})
+    bare = await PageSession.open(box.cdp_url)  # a second client of the page that enables Runtime only
+    try:
+        await bare.call("Runtime.enable")
+        await flood("a bare client (Runtime.enable, reads)")
+    finally:
+        await bare.close()
+
+
+async def _svg_section(box: Sandbox, http: aiohttp.ClientSession, page: PageSession, base: str) -> None:
+    """The page as the first version of this bench had it (200 SVG images): load it again and again."""
+    await _configure(http, box, {})
+    print("\n## telemetry off: the same page with 200 SVG <img>s instead of PNGs, loaded 30 times")
+    for i in range(30):
+        await _load(page, base + "/blank")
+        try:
+            wall, _ = await _load(page, base + "/svg-page")
+        except (TimeoutError, CDPError) as exc:
+            print(f"SVG page: load {i + 1} hung ({exc!r})")
+            return
+        print(f"SVG page load {i + 1}: {wall:.0f} ms", flush=True)
+
+
+SECTIONS: dict[str, Callable[[Sandbox, aiohttp.ClientSession, PageSession, str], Awaitable[None]]] = {
+    "sse": _sse,
+    "load": _load_section,
+    "cpu": _cpu_section,
+    "flood": _flood_section,
+    "svg": _svg_section,
+}
+
+
+async def run(box: Sandbox, chosen: list[str]) -> None:
     runner, base = await _serve()
-    pid = int(box.supervisorctl("pid", "agent").strip())
-    agent = psutil.Process(pid)
+    BOX.append(box)
     try:
         async with aiohttp.ClientSession() as http:
             page = await PageSession.open(box.cdp_url)
-            # --- events/s: fill the buffer with real console events, then read them all back ----------
-            await _configure(http, box, {"console": {}})
-            for _ in range(FILL // 5000):
-                await page.evaluate("for (let i = 0; i < 5000; i++) console.log('fill ' + i)")
-            await asyncio.sleep(1.0)
-            await _configure(http, box, {})  # nothing new while reading
-            async with http.get(box.agent_url + "/health") as response:
-                held = (await response.json())["telemetry"]["held_events"]
-
-            async def sse() -> None:
-                assert await _read_sse(http, box.agent_url + "/telemetry/stream?replay=all", held) == held
-
-            async def paged() -> None:
-                offset, got = None, 0
-                while True:
-                    params = {"limit": "1000", "since": "1h", **({"offset": str(offset)} if offset else {})}
-                    async with http.get(box.agent_url + "/telemetry/events", params=params) as response:
-                        got += len(await response.json())
-                        if response.headers["X-Has-More"] != "true":
-                            break
-                        offset = int(response.headers["X-Next-Offset"])
-
-            ours = await measure(f"SSE replay of {held} events, one client", 5, sse, warmup=1)
-            peer = await measure(f"GET /telemetry/events pages of 1000 ({held} events)", 5, paged, warmup=1)
-            report("telemetry: reading every held event", ours, [peer])
-            print(f"SSE events/s: {held / (ours.p50 / 1000):,.0f} (target >= 20,000/s)")
-
-            # --- page load with 200 subresources, telemetry all on vs off ------------------------------
-            async def load() -> None:
-                await page.navigate(base + "/page")
-
-            await _configure(http, box, {})
-            off = await measure("load, telemetry off", 15, load)
-            await _configure(http, box, ALL)
-            on = await measure("load, telemetry all on", 15, load)
-            report(
-                f"telemetry: page with {SUBRESOURCES} subresources + console output",
-                off,
-                [on],
-                target="all on <= 10 % slower than off",
-            )
-            print(f"load time, telemetry all on vs off: {on.p50 / off.p50 - 1:+.1%} (p50)")
-
-            # --- agent CPU while a page logs 1,000 lines/s -----------------------------------------------
-            choices: list[tuple[str, Mapping[str, object]]] = [
-                ("off", {}),
-                ("console on", {"console": {}}),
-                ("all on", ALL),
-            ]
-            cpu: dict[str, float] = {}
-            print("\n## telemetry: agent CPU while a page logs 1,000 lines/s (5 s each)")
-            for label, browser in choices:
-                await _configure(http, box, browser)
-                await page.navigate(base + "/ticker")
-                await asyncio.sleep(0.5)
-                before, start = agent.cpu_times(), time.monotonic()
-                await asyncio.sleep(5.0)
-                after, wall = agent.cpu_times(), time.monotonic() - start
-                used = (after.user + after.system - before.user - before.system) / wall * 100
-                cpu[label] = used
-                ratio = f" ({used / cpu['off']:.1f}x off)" if label != "off" and cpu["off"] > 0 else ""
-                print(f"agent CPU, telemetry {label}: {used:.1f} % of one core{ratio}")
-            await page.close()
+            try:
+                for name in chosen:
+                    await SECTIONS[name](box, http, page, base)
+                    sys.stdout.flush()
+            finally:
+                await page.close()
             await _configure(http, box, {"control": {}, "connection": {}, "system": {}})
     finally:
         await runner.cleanup()
 
 
 def main() -> None:
+    chosen = [s for s in os.environ.get("TELEMETRY_BENCH", ",".join(SECTIONS)).split(",") if s]
+    unknown = [s for s in chosen if s not in SECTIONS]
+    if unknown:
+        raise SystemExit(f"TELEMETRY_BENCH: unknown sections {unknown}; choose from {', '.join(SECTIONS)}")
     with sandbox(telemetry_buffer_events=FILL + 1000) as box:
-        asyncio.run(run(box))
+        asyncio.run(run(box, chosen))
