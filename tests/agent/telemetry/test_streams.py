@@ -241,8 +241,8 @@ async def test_a_million_console_lines_keep_memory_bounded_and_the_stream_alive(
             with PeakRss(pid) as rss:
                 started = time.monotonic()
                 # 100,000 lines in CI, 12x the buffer, so it must evict; the 1,000,000 with
-                # TELEMETRY_FLOOD_LINES=1000000 (Chromium with Runtime enabled logs ~4,000 lines/s here,
-                # so a million takes over four minutes).
+                # TELEMETRY_FLOOD_LINES=1000000 (a page's console.log runs at ~5,000 lines/s here with no
+                # Runtime client and ~3,100 with the monitor: Chromium's limit, so a million takes > 5 min).
                 for chunk in range(max(1, FLOOD_LINES // 25000)):  # each evaluate under the client's timeout
                     await page.evaluate(f"for (let i = 0; i < 25000; i++) console.log('flood {chunk} ' + i)")
                 await page.evaluate("console.log('flood done')")
