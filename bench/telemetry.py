@@ -229,6 +229,12 @@ class _Floor:
         await floor._send("Target.setAutoAttach", AUTO_ATTACH)
         return floor
 
+    async def serve(self) -> None:
+        """Until stdin closes (the bench's end of the pipe): then switch auto-attach off and go."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, sys.stdin.read)
+        await self.close()
+
     async def _send(self, method: str, params: Mapping[str, object], session: str | None = None) -> None:
         # Fire and forget: replies are read (and ignored) like events, as a client that never waits would.
         self._ids += 1
@@ -279,6 +285,48 @@ class _Floor:
 AUTO_ATTACH: dict[str, object] = {"autoAttach": True, "waitForDebuggerOnStart": True, "flatten": True}
 
 
+class _FloorProcess:
+    """The floor client in a process of its own, like the agent's monitor: its websocket reading must not
+    compete with the bench's image server and polling in this process."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+
+    @classmethod
+    async def start(cls, cdp_http: str) -> _FloorProcess:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "bench.telemetry",
+            "--floor",
+            cdp_http,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 30)
+        if line.strip() != b"ready":
+            proc.kill()
+            await proc.wait()
+            raise CDPError(f"the floor client did not start: {line!r}")
+        return cls(proc)
+
+    async def stop(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        try:
+            await asyncio.wait_for(self.proc.wait(), 10)
+        except TimeoutError:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+async def _floor_main(cdp_http: str) -> None:
+    floor = await _Floor.open(cdp_http)
+    print("ready", flush=True)
+    await floor.serve()
+
+
 async def _load_section(box: Sandbox, http: aiohttp.ClientSession, page: PageSession, base: str) -> None:
     """Three arms, interleaved: telemetry off; off plus a bare CDP client that enables what the monitor
     enables and only reads (Chromium's floor); all on (the agent's monitor)."""
@@ -286,22 +334,28 @@ async def _load_section(box: Sandbox, http: aiohttp.ClientSession, page: PageSes
     walls: dict[str, list[float]] = {arm: [] for arm in arms}
     owns: dict[str, list[float]] = {arm: [] for arm in arms}
     direct = f"http://127.0.0.1:{box.config.chromium_cdp_port}"  # the monitor's way in, not the proxy
+    agent = psutil.Process(int(box.supervisorctl("pid", "agent").strip()))
+    agent_cpu: dict[str, list[float]] = {arm: [] for arm in arms}  # agent CPU ms per measured page load
     for round_ in range(LOAD_ROUNDS + 1):  # round 0 warms up every arm
         for arm in arms:
             await _configure(http, box, ALL if arm == "all on" else {})
-            floor = await _Floor.open(direct) if arm == "floor" else None
+            floor = await _FloorProcess.start(direct) if arm == "floor" else None
             try:
                 if floor is not None:
                     await asyncio.sleep(0.3)  # attached and enabled, as _configure waits for the monitor
                 for _ in range(LOADS_PER_ROUND):
                     await _load(page, base + "/blank")  # each measured load starts from the same place
+                    before = agent.cpu_times()
                     wall, own = await _load(page, base + "/page")
+                    after = agent.cpu_times()
                     if round_:
                         walls[arm].append(wall)
                         owns[arm].append(own)
+                        used = after.user + after.system - before.user - before.system
+                        agent_cpu[arm].append(used * 1000)
             finally:
                 if floor is not None:
-                    await floor.close()
+                    await floor.stop()
     title = f"telemetry: load of a page with {SUBRESOURCES} subresources + 50 console lines"
     off = Timing("load, telemetry off", walls["off"])
     bare = Timing("load, off + bare CDP client (floor)", walls["floor"])
@@ -319,6 +373,8 @@ async def _load_section(box: Sandbox, http: aiohttp.ClientSession, page: PageSes
         f"({medians['floor'] / medians['off'] - 1:+.1%}); all on: {medians['all on']:.1f} ms "
         f"({medians['all on'] / medians['off'] - 1:+.1%})"
     )
+    cpu = ", ".join(f"{arm}: {statistics.median(agent_cpu[arm]):.0f} ms" for arm in arms)
+    print(f"agent CPU per page load (p50; the bench's polling goes through its CDP proxy): {cpu}")
 
 
 async def _cpu_section(box: Sandbox, http: aiohttp.ClientSession, page: PageSession, base: str) -> None:
@@ -443,3 +499,7 @@ def main() -> None:
         raise SystemExit(f"TELEMETRY_BENCH: unknown sections {unknown}; choose from {', '.join(SECTIONS)}")
     with sandbox(telemetry_buffer_events=FILL + 1000) as box:
         asyncio.run(run(box, chosen))
+
+
+if __name__ == "__main__" and sys.argv[1:2] == ["--floor"]:
+    asyncio.run(_floor_main(sys.argv[2]))
