@@ -309,6 +309,10 @@ class Monitor:
     # --- the queue --------------------------------------------------------------------------------------
 
     def _enqueue(self, event: dict[str, Any]) -> None:
+        # Much of what Chromium sends (ExtraInfo, dataReceived, priority changes, frame start/stop)
+        # has no handler: drop it here, so it costs no queue round trip and takes no room in a flood.
+        if event.get("method") not in _WANTED:
+            return
         try:
             self._queue.put_nowait(event)
         except asyncio.QueueFull:
@@ -780,3 +784,5 @@ _HANDLERS: dict[str, Any] = {
     "PerformanceTimeline.timelineEventAdded": Monitor._timeline,
     "Inspector.targetCrashed": Monitor._crashed,
 }
+
+_WANTED = frozenset({*_HANDLERS, "Target.attachedToTarget", "Target.detachedFromTarget"})
