@@ -266,9 +266,13 @@ class Batch(list[tuple[int | None, Mapping[str, Any]]]):
     without a round of the event loop per event."""
 
 
+class Encoded(bytes):
+    """Frames encoded already (ids, data and blank lines included), written as they are."""
+
+
 async def stream(
     request: web.Request,
-    events: AsyncIterator[tuple[int | None, Mapping[str, Any]] | Batch],
+    events: AsyncIterator[tuple[int | None, Mapping[str, Any]] | Batch | Encoded],
     *,
     keepalive_s: float = KEEPALIVE_S,
     headers: Mapping[str, str] | None = None,
@@ -299,7 +303,7 @@ async def stream(
     loop = asyncio.get_running_loop()
     stopping = loop.create_task(stop.wait(), name="sse-stop")
     iterator = aiter(events)
-    pending: asyncio.Task[tuple[int | None, Mapping[str, Any]] | Batch] | None = None
+    pending: asyncio.Task[tuple[int | None, Mapping[str, Any]] | Batch | Encoded] | None = None
     try:
         while True:
             if pending is None:
@@ -319,7 +323,9 @@ async def stream(
                 break
             finally:
                 pending = None
-            if isinstance(item, Batch):
+            if isinstance(item, Encoded):
+                await response.write(item)
+            elif isinstance(item, Batch):
                 if item:
                     await response.write(b"".join(frame(data, event_id) for event_id, data in item))
             else:

@@ -10,11 +10,13 @@ from ..capability import Capability
 from ..cdp import CDP_KEY, CDP_PROXY_KEY
 from ..config import Config
 from ..services import Key, Services
+from ..tasks import TaskGroup
 from . import TELEMETRY_KEY, http
 from .models import parse_categories
 from .monitor import Monitor
 from .operations import OPERATIONS
 from .service import TelemetryService
+from .supervised import ServiceWatcher, events_file
 
 MONITOR_KEY = Key("telemetry_monitor", Monitor)
 
@@ -45,9 +47,14 @@ async def lifecycle(services: Services, config: Config) -> AsyncIterator[None]:
 
     proxy.listeners.append(proxy_client)
     monitor.start()
+    tasks = TaskGroup("telemetry")
+    state_dir = config.state_dir.resolve()
+    watcher = ServiceWatcher(service, events_file(state_dir), state_dir / "service-events.cursor")
+    tasks.spawn(watcher.run(), name="service-events")
     try:
         yield
     finally:
+        await tasks.close()
         proxy.listeners.remove(proxy_client)
         await monitor.close()
         service.close()

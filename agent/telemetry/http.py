@@ -16,14 +16,14 @@ async def stream_spec(request: web.Request) -> web.StreamResponse:
     typed_request(request, StreamBrowserTelemetryRequest)
     service = services_of(request).get(TELEMETRY_KEY)
     after = service.start_after(sse.last_event_id(request), None)
-    return await sse.stream(request, service.follow(after))
+    return await sse.stream(request, service.follow_frames(after))
 
 
 async def stream_sdk(request: web.Request) -> web.StreamResponse:
     req = typed_request(request, StreamTelemetryRequest)
     service = services_of(request).get(TELEMETRY_KEY)
     after = service.start_after(sse.last_event_id(request), req.replay)
-    return await sse.stream(request, service.follow(after, split_list(req.type)))
+    return await sse.stream(request, service.follow_frames(after, split_list(req.type)))
 
 
 async def list_events(request: web.Request) -> web.StreamResponse:

@@ -173,6 +173,7 @@ class Monitor:
         self._screenshot_pending = False
         self._running = False
         self._setup_task: asyncio.Task[None] | None = None
+        self._winding: asyncio.Task[None] | None = None  # the last _stop()'s clean-up on the browser
 
     # --- starting and stopping ----------------------------------------------------------------------------
 
@@ -247,7 +248,7 @@ class Monitor:
         self._remove_config()
         if self._running:
             self._stop()
-        winding = getattr(self, "_winding", None)
+        winding = self._winding
         if winding is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(winding, 10)
@@ -277,6 +278,12 @@ class Monitor:
         self._tasks.spawn(self._setup(generation), name="setup")
 
     async def _setup(self, generation: int) -> None:
+        winding = self._winding
+        if winding is not None and not winding.done():
+            # A configuration change stops and starts the monitor at once: the old run's clean-up
+            # (auto-attach off, its sessions detached) must reach Chromium before this run's auto-attach,
+            # or it undoes it and the monitor watches nothing from then on.
+            await asyncio.wait({winding})
         self._generation = generation
         try:
             await self.cdp.send(
@@ -302,6 +309,10 @@ class Monitor:
     # --- the queue --------------------------------------------------------------------------------------
 
     def _enqueue(self, event: dict[str, Any]) -> None:
+        # Much of what Chromium sends (ExtraInfo, dataReceived, priority changes, frame start/stop)
+        # has no handler: drop it here, so it costs no queue round trip and takes no room in a flood.
+        if event.get("method") not in _WANTED:
+            return
         try:
             self._queue.put_nowait(event)
         except asyncio.QueueFull:
@@ -773,3 +784,5 @@ _HANDLERS: dict[str, Any] = {
     "PerformanceTimeline.timelineEventAdded": Monitor._timeline,
     "Inspector.targetCrashed": Monitor._crashed,
 }
+
+_WANTED = frozenset({*_HANDLERS, "Target.attachedToTarget", "Target.detachedFromTarget"})

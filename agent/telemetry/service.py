@@ -15,11 +15,11 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping
 from typing import Any
 
 from ..errors import BadRequest
-from ..sse import EventBuffer
+from ..sse import Encoded, EventBuffer
 from .models import CATEGORY_OF, CDP_CATEGORIES, EventsPage, ListTelemetryEventsRequest, split_list
 
 log = logging.getLogger(__name__)
@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 ConfigListener = Callable[[frozenset[str]], None]
 # When no `since` is given, an ascending page starts this long ago (SDK 0.131's documented default).
 DEFAULT_WINDOW_S = 300.0
+FRAMES_PER_WRITE = 512
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -38,6 +39,7 @@ class Item:
     ts: int
     envelope: dict[str, Any]
     size: int
+    frame: bytes  # the SSE frame (`id:` + `data:`), encoded once here: streams write it as it is
 
 
 def now_us() -> int:
@@ -139,7 +141,8 @@ class TelemetryService:
         seq = self.buffer.last_seq + 1  # what append() will assign: the loop's thread only
         envelope = {"seq": seq, "event": body}
         try:
-            size = len(json.dumps(envelope, separators=(",", ":"), allow_nan=False))
+            text = json.dumps(envelope, separators=(",", ":"), allow_nan=False)
+            size = len(text)
         except (TypeError, ValueError, RecursionError):
             self.encode_errors += 1
             size = -1
@@ -148,8 +151,10 @@ class TelemetryService:
             self.oversized += size > 0
             body.pop("data", None)
             body["truncated"] = True
-            size = len(json.dumps(envelope, separators=(",", ":"), default=str))
-        appended = self.buffer.append(Item(type_, category, body["ts"], envelope, size))
+            text = json.dumps(envelope, separators=(",", ":"), default=str)
+            size = len(text)
+        frame = b"id: %d\ndata: %s\n\n" % (seq, text.encode("utf-8", "surrogatepass"))
+        appended = self.buffer.append(Item(type_, category, body["ts"], envelope, size, frame))
         assert appended == seq
         return seq
 
@@ -177,6 +182,25 @@ class TelemetryService:
         async for seq, item in self.buffer.follower(after):
             if types is None or item.type in types:
                 yield seq, item.envelope
+
+    async def follow_frames(
+        self, after: int, types: frozenset[str] | None = None
+    ) -> AsyncGenerator[Encoded, None]:
+        """`follow()` as ready-made SSE: each item is the frames of every matching event held now after
+        the last one given (at most FRAMES_PER_WRITE), so a stream writes one chunk per round of the event
+        loop, not one per event."""
+        buffer = self.buffer
+        follower = buffer.follower(after)
+        async for first, head in follower:
+            frames = [head.frame] if types is None or head.type in types else []
+            for seq, item in buffer.since(first):
+                if len(frames) >= FRAMES_PER_WRITE:
+                    break
+                if types is None or item.type in types:
+                    frames.append(item.frame)
+                follower.cursor = seq
+            if frames:
+                yield Encoded(b"".join(frames))
 
     def start_after(self, last_event_id: int, replay: str | None) -> int:
         """Where a new stream starts: after Last-Event-ID when given, the oldest held event with

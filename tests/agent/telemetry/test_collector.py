@@ -177,3 +177,33 @@ def test_response_body_helpers() -> None:
     assert remote_to_str({"type": "boolean", "value": True}) == "true"
     assert remote_to_str({"type": "object", "description": "Object"}) == "Object"
     assert json.loads(remote_to_str({"type": "object", "value": {"a": 1}})) == {"a": 1}
+
+
+def _frames(chunk: bytes) -> list[tuple[int, dict[str, Any]]]:
+    out = []
+    for frame in chunk.decode().split("\n\n")[:-1]:
+        id_line, data_line = frame.split("\n")
+        assert id_line.startswith("id: ") and data_line.startswith("data: ")
+        out.append((int(id_line[4:]), valid(json.loads(data_line[6:]))))
+    return out
+
+
+async def test_pre_encoded_frames_batch_what_is_held_filter_by_type_and_resume_without_gap() -> None:
+    service = TelemetryService({"console", "control"}, max_events=2000)
+    for i in range(1200):
+        service.emit("console_log" if i % 3 else "console_error", {"text": str(i)})
+    frames = service.follow_frames(0)
+    chunks = [await anext(frames) for _ in range(3)]
+    got = [frame for chunk in chunks for frame in _frames(chunk)]
+    assert [len(_frames(c)) for c in chunks] == [512, 512, 176]  # one chunk per write, at most 512 frames
+    assert [seq for seq, _ in got] == list(range(1, 1201))
+    assert all(seq == envelope["seq"] for seq, envelope in got)
+    waiting = asyncio.ensure_future(anext(frames))
+    await asyncio.sleep(0)
+    service.emit("console_log", {"text": "new"})
+    assert [envelope["event"]["data"]["text"] for _, envelope in _frames(await waiting)] == ["new"]
+    typed = service.follow_frames(1100, frozenset({"console_error"}))
+    only = _frames(await anext(typed))
+    assert {e["event"]["type"] for _, e in only} == {"console_error"} and only[0][0] > 1100
+    await typed.aclose()
+    await frames.aclose()

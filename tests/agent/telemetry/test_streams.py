@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -19,6 +20,7 @@ from tests.helpers.sdk import SESSION_ID, sdk_client
 from .helpers import ENVELOPE, Site, reading
 
 CDP_ON = {"console": {"enabled": True}, "page": {"enabled": True}}
+FLOOD_LINES = int(os.environ.get("TELEMETRY_FLOOD_LINES", "100000"))
 
 
 @pytest.fixture(scope="module")
@@ -194,6 +196,21 @@ async def test_the_official_sdk_reads_the_stream_and_pages(box: Sandbox, http: a
     assert ("GET", "/telemetry/stream", 200) in transport.seen
 
 
+async def test_a_category_change_while_the_monitor_runs_keeps_it_watching_every_page(
+    box: Sandbox, http: aiohttp.ClientSession
+) -> None:
+    # A change of categories stops and starts the monitor at once; the old run's clean-up (auto-attach
+    # off, its sessions detached) once reached Chromium after the new run's auto-attach and undid it.
+    await configure(http, box, "PUT", {**CDP_ON, "connection": {}})
+    async with reading(http, box.agent_url + "/telemetry/stream?type=console_log") as reader:
+        await log_lines(box, 1, "before change")
+        await reader.wait_for(lambda es: "before change 0" in texts(es))
+        await configure(http, box, "PUT", {"console": {}, "connection": {}})
+        await log_lines(box, 1, "after change")
+        await reader.wait_for(lambda es: "after change 0" in texts(es))
+    await configure(http, box, "PUT", {"control": {}, "connection": {}, "system": {}})
+
+
 async def test_a_chromium_restart_gives_disconnected_then_reconnected_and_events_flow_again(
     box: Sandbox, http: aiohttp.ClientSession
 ) -> None:
@@ -213,11 +230,6 @@ async def test_a_chromium_restart_gives_disconnected_then_reconnected_and_events
         await reader.wait_for(lambda es: "after restart 2" in texts(es))
 
 
-@pytest.mark.xfail(
-    reason="known defect since the merge with webmcp/replays: after this module's Chromium restart test, "
-    "the stream delivers no events for new pages (passes on its own branch; see issue 10's note)",
-    strict=False,
-)
 async def test_a_million_console_lines_keep_memory_bounded_and_the_stream_alive(
     box: Sandbox, http: aiohttp.ClientSession
 ) -> None:
@@ -228,13 +240,15 @@ async def test_a_million_console_lines_keep_memory_bounded_and_the_stream_alive(
         async with reading(http, box.agent_url + "/telemetry") as reader:
             with PeakRss(pid) as rss:
                 started = time.monotonic()
-                # 100,000 lines (not the issue's 1,000,000: Chromium with Runtime enabled logs ~4,000 lines/s
-                # here, so a million would take over four minutes); 12x the buffer, so it must evict.
-                for chunk in range(4):  # 25,000 a call: each evaluate stays under the test client's timeout
+                # 100,000 lines in CI, 12x the buffer, so it must evict; the issue's 1,000,000 with
+                # TELEMETRY_FLOOD_LINES=1000000 (a page's console.log runs at ~5,000 lines/s here with no
+                # Runtime client and ~3,100 with the monitor: Chromium's limit, so a million takes > 5 min).
+                for chunk in range(max(1, FLOOD_LINES // 25000)):  # each evaluate under the client's timeout
                     await page.evaluate(f"for (let i = 0; i < 25000; i++) console.log('flood {chunk} ' + i)")
                 await page.evaluate("console.log('flood done')")
                 await reader.wait_for(
-                    lambda es: bool(es) and es[-1]["event"]["data"].get("text") == "flood done", 120
+                    lambda es: bool(es) and es[-1]["event"]["data"].get("text") == "flood done",
+                    120 + FLOOD_LINES / 1000,
                 )
                 took = time.monotonic() - started
             async with http.get(box.agent_url + "/health") as response:
@@ -248,14 +262,10 @@ async def test_a_million_console_lines_keep_memory_bounded_and_the_stream_alive(
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
 
 
-@pytest.mark.xfail(
-    reason="known defect since the merge with webmcp/replays: after this module's Chromium restart test, "
-    "the stream delivers no events for new pages (passes on its own branch; see issue 10's note)",
-    strict=False,
-)
 async def test_cdp_proxy_clients_give_cdp_connect_and_cdp_disconnect(
     box: Sandbox, http: aiohttp.ClientSession
 ) -> None:
+    await configure(http, box, "PATCH", {"connection": {}})
     async with reading(http, box.agent_url + "/telemetry/stream?type=cdp_connect,cdp_disconnect") as reader:
         await log_lines(box, 1, "proxy")
         gone = (await reader.wait_type("cdp_disconnect"))[0]["event"]
