@@ -77,12 +77,13 @@ async def test_stopping_the_daemon_ends_every_child(tmp_path: object) -> None:
         from agent.config import Config
         from agent.errors import error_middleware
         from agent.capability import install
+        from agent.events import CAPABILITY as CORE
         from agent.process.capability import CAPABILITY
 
         logging.basicConfig(level=logging.INFO)
         app = web.Application(middlewares=[error_middleware, spec.validation_middleware(1 << 20)])
         app[spec.SPEC_KEY] = spec.Spec.load()
-        install(app, Config(process_kill_grace_s=0.5), app[spec.SPEC_KEY], [CAPABILITY])
+        install(app, Config(process_kill_grace_s=0.5), app[spec.SPEC_KEY], [CORE, CAPABILITY])
         web.run_app(app, host="127.0.0.1", port={port}, print=None, handler_cancellation=True,
                     shutdown_timeout=1.0)
         """
