@@ -94,6 +94,10 @@ class SessionAuth:
         self.session_id: str | None = None  # None = not told: any session of this agent
         self.required = required
         self._configured = configured  # a key from config wins over one from the link
+        # A key that came only over the link to a loopback-only agent: a token that is sent is verified, but
+        # none is needed (`make run`'s sandbox links to a local control plane, and its curl quickstart and
+        # local tools keep working; the guard still keeps web pages out); beyond loopback one is needed.
+        self._token_optional = False
         self.refused = 0
         # Tokens whose signature verified (an Ed25519 check costs ~150 µs; the SDK sends one token on every
         # call): token → claims, bounded; expiry, agent and session are still checked on each use.
@@ -108,11 +112,16 @@ class SessionAuth:
     def set_key(self, key: Ed25519PublicKey) -> None:
         if not self._configured:
             self.key = key
+            self._token_optional = not self.required
             self._verified.clear()
 
     @property
     def active(self) -> bool:
         return self.key is not None or self.required
+
+    @property
+    def token_needed(self) -> bool:
+        return self.active and not self._token_optional
 
     def check(self, path: str, token: str | None) -> None:
         """Raise Unauthorized unless this API request may pass."""
@@ -121,7 +130,7 @@ class SessionAuth:
 
     def check_token(self, token: str | None) -> None:
         """Raise Unauthorized unless `token` may pass (nothing is open: the CDP proxy's check)."""
-        if not self.active:
+        if not self.active or (token is None and not self.token_needed):
             return
         try:
             self._check(token)
@@ -155,7 +164,7 @@ class SessionAuth:
             raise Unauthorized("the token is for another session")
 
     def status(self) -> dict[str, object]:
-        return {"key": self.key is not None, "required": self.active, "refused": self.refused}
+        return {"key": self.key is not None, "required": self.token_needed, "refused": self.refused}
 
 
 AUTH_KEY = Key("auth", SessionAuth)

@@ -71,6 +71,22 @@ def test_sandbox_runs_recovers_and_stops_cleanly() -> None:
         assert status == 200 and health["chromium"]["ready"] and health["x"]["ready"]
         status, version = _get(f"http://127.0.0.1:{cdp_port}/json/version")
         assert status == 200 and version["Browser"].startswith("Chrome/")
+        if "control plane:" in text:
+            # Once the local control plane's key has come over the link, a loopback sandbox still needs no
+            # token (the README's curl quickstart): a token sent would be verified.
+            for _ in range(100):
+                if _get(agent_url + "/health")[1]["auth"]["key"]:
+                    break
+                time.sleep(0.1)
+            assert _get(agent_url + "/health")[1]["auth"] == {"key": True, "required": False, "refused": 0}
+            status, _ = _get(f"http://127.0.0.1:{cdp_port}/json/version")
+            assert status == 200
+            position = urllib.request.Request(
+                agent_url + "/computer/get_mouse_position", data=b"{}", method="POST",
+                headers={"Content-Type": "application/json"},
+            )  # fmt: skip
+            with urllib.request.urlopen(position, timeout=5) as response:
+                assert response.status == 200
 
         # Chromium dies: supervisord restarts it, and the agent notices both.
         browser = next(

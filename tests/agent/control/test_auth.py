@@ -91,7 +91,13 @@ def test_verified_tokens_are_remembered_but_their_claims_checked_each_time(
     auth.set_key(Ed25519PrivateKey.generate().public_key())  # the CP's new key: old tokens are re-verified
     with pytest.raises(Unauthorized, match="bad signature"):
         auth.check("/x", token)
-    assert auth.status() == {"key": True, "required": True, "refused": 3}
+    # The key now came over the link and nothing requires a token here (loopback): one sent is still verified.
+    assert auth.status() == {"key": True, "required": False, "refused": 3}
+    auth.check("/x", None)
+    required = SessionAuth(SIGNING.public_key(), required=True)  # beyond loopback
+    required.set_key(SIGNING.public_key())
+    with pytest.raises(Unauthorized):
+        required.check("/x", None)
 
 
 def _serve(*args: str, state: Path) -> subprocess.Popen[str]:
