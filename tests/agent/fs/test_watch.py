@@ -230,10 +230,14 @@ async def test_the_agents_own_temp_files_never_show(
         event_stream(http, f"{sandbox.agent_url}/fs/watch/{deep}/events") as deep_events,
     ):
         # write_file goes through `.<name>.<random>.part` and a rename: only the target shows.
+        # Each step waits for both streams: a recursive watch reports in batches, and a CREATE and a WRITE of
+        # one file in the same batch would be one change (the CI caught that under load).
         assert (await fs.write(workdir / "new.txt", b"first")).status == 201
         await flat_events.wait_for(has("CREATE", workdir / "new.txt", is_dir=False))
+        await deep_events.wait_for(has("CREATE", workdir / "new.txt", is_dir=False))
         assert (await fs.write(workdir / "new.txt", b"second, replacing the first")).status == 201
         await flat_events.wait_for(has("WRITE", workdir / "new.txt", is_dir=False))
+        await deep_events.wait_for(has("WRITE", workdir / "new.txt", is_dir=False))
         assert (await fs.write(workdir / "sub" / "deep.txt", b"x")).status == 201
         await deep_events.wait_for(has("CREATE", workdir / "sub" / "deep.txt", is_dir=False))
         # A rename by someone else over an existing file is still a RENAME + CREATE.
