@@ -29,6 +29,24 @@ class StripBrowserPrefix(httpx.AsyncBaseTransport):
         await self._inner.aclose()
 
 
+class StripBrowserPrefixSync(httpx.BaseTransport):
+    """The per-session proxy's prefix stripping, for the SDK's synchronous client."""
+
+    def __init__(self) -> None:
+        self._inner = httpx.HTTPTransport()
+        self.seen: list[tuple[str, str, int]] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        path = _PREFIX.sub("", request.url.path)
+        request.url = request.url.copy_with(path=path)
+        response = self._inner.handle_request(request)
+        self.seen.append((request.method, path, response.status_code))
+        return response
+
+    def close(self) -> None:
+        self._inner.close()
+
+
 def sdk_client(agent_url: str) -> tuple[AsyncKernel, StripBrowserPrefix]:
     transport = StripBrowserPrefix()
     client = AsyncKernel(

@@ -9,7 +9,6 @@ every answer is validated against the SDK's own types. The SDK's third variant (
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
@@ -17,42 +16,7 @@ import pytest
 from kernel import AsyncKernel, Kernel
 
 from agent.sandbox import Sandbox
-
-_PREFIX = re.compile(r"^/browsers/[^/]+(?=/)")
-
-
-class StripBrowserPrefixSync(httpx.BaseTransport):
-    """The per-session proxy's prefix stripping, for the SDK's synchronous client."""
-
-    def __init__(self) -> None:
-        self._inner = httpx.HTTPTransport()
-        self.seen: list[tuple[str, str, int]] = []
-
-    def handle_request(self, request: httpx.Request) -> httpx.Response:
-        path = _PREFIX.sub("", request.url.path)
-        request.url = request.url.copy_with(path=path)
-        response = self._inner.handle_request(request)
-        self.seen.append((request.method, path, response.status_code))
-        return response
-
-    def close(self) -> None:
-        self._inner.close()
-
-
-class StripBrowserPrefixAsync(httpx.AsyncBaseTransport):
-    def __init__(self) -> None:
-        self._inner = httpx.AsyncHTTPTransport()
-        self.seen: list[tuple[str, str, int]] = []
-
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        path = _PREFIX.sub("", request.url.path)
-        request.url = request.url.copy_with(path=path)
-        response = await self._inner.handle_async_request(request)
-        self.seen.append((request.method, path, response.status_code))
-        return response
-
-    async def aclose(self) -> None:
-        await self._inner.aclose()
+from tests.helpers.sdk import StripBrowserPrefix, StripBrowserPrefixSync
 
 
 # max_retries=0: a 5xx must fail the test at once, not be replayed (the SDK would retry it twice).
@@ -79,7 +43,7 @@ async def async_client(request: pytest.FixtureRequest, sandbox: Sandbox) -> Asyn
         pytest.skip("the SDK's aiohttp variant needs httpx_aiohttp, which is not installed")
     if not isinstance(param, bool):
         raise TypeError(f"Unexpected fixture parameter type {type(param)}, expected bool or dict")
-    http_client = httpx.AsyncClient(transport=StripBrowserPrefixAsync(), timeout=60)
+    http_client = httpx.AsyncClient(transport=StripBrowserPrefix(), timeout=60)
     async with AsyncKernel(
         base_url=sandbox.agent_url,
         api_key="My API Key",
