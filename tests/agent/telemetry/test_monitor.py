@@ -23,20 +23,6 @@ def box() -> Iterator[Sandbox]:
 
 
 @pytest.fixture(scope="module")
-async def site() -> AsyncIterator[Site]:
-    server = Site()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture(scope="module")
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture(scope="module")
 async def page(box: Sandbox) -> AsyncIterator[PageSession]:
     session = await PageSession.open(box.cdp_url)
     yield session

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -21,12 +21,6 @@ from .helpers import ENVELOPE, reading
 def box() -> Iterator[Sandbox]:
     with private_sandbox("agent-test-telemetry-services-") as sandbox:
         yield sandbox
-
-
-@pytest.fixture(scope="module")
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 def pid_of(box: Sandbox, program: str) -> int:

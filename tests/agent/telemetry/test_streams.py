@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
@@ -17,7 +17,7 @@ from harness.rss import PeakRss
 from harness.sandboxes import private_sandbox
 from tests.helpers.sdk import SESSION_ID, sdk_client
 
-from .helpers import ENVELOPE, Site, reading
+from .helpers import ENVELOPE, reading
 
 CDP_ON = {"console": {"enabled": True}, "page": {"enabled": True}}
 FLOOD_LINES = int(os.environ.get("TELEMETRY_FLOOD_LINES", "100000"))
@@ -27,20 +27,6 @@ FLOOD_LINES = int(os.environ.get("TELEMETRY_FLOOD_LINES", "100000"))
 def box() -> Iterator[Sandbox]:
     with private_sandbox("agent-test-telemetry-streams-") as sandbox:
         yield sandbox
-
-
-@pytest.fixture(scope="module")
-async def site() -> AsyncIterator[Site]:
-    server = Site()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-@pytest.fixture(scope="module")
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def configure(http: aiohttp.ClientSession, box: Sandbox, method: str, browser: dict[str, Any]) -> Any:
