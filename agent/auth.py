@@ -94,10 +94,6 @@ class SessionAuth:
         self.session_id: str | None = None  # None = not told: any session of this agent
         self.required = required
         self._configured = configured  # a key from config wins over one from the link
-        # A key that came only over the link to a loopback-only agent: a token that is sent is verified, but
-        # none is needed (`make run`'s sandbox links to a local control plane, and its curl quickstart and
-        # local tools keep working; the guard still keeps web pages out); beyond loopback one is needed.
-        self._token_optional = False
         self.refused = 0
         # Tokens whose signature verified (an Ed25519 check costs ~150 µs; the SDK sends one token on every
         # call): token → claims, bounded; expiry, agent and session are still checked on each use.
@@ -112,7 +108,6 @@ class SessionAuth:
     def set_key(self, key: Ed25519PublicKey) -> None:
         if not self._configured:
             self.key = key
-            self._token_optional = not self.required
             self._verified.clear()
 
     @property
@@ -121,7 +116,10 @@ class SessionAuth:
 
     @property
     def token_needed(self) -> bool:
-        return self.active and not self._token_optional
+        # Beyond loopback, or with a key from config. A key that came only over the link to a loopback-only
+        # agent verifies every token sent but needs none (`make run`'s sandbox links to a local control
+        # plane, and its curl quickstart and local tools keep working; the guard still keeps web pages out).
+        return self.required or (self._configured and self.key is not None)
 
     def check(self, path: str, token: str | None) -> None:
         """Raise Unauthorized unless this API request may pass."""
