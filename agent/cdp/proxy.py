@@ -25,7 +25,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -43,6 +43,8 @@ log = logging.getLogger(__name__)
 
 _BROWSER_PATH = re.compile(r"^(/|/devtools/browser(/[^/]*)?)$")
 _REWRITTEN = ("webSocketDebuggerUrl", "devtoolsFrontendUrl", "devtoolsFrontendUrlCompat")
+_BLANK_URLS = frozenset({"", "about:blank"})
+NEW_TAB_HOOK_S = 5.0  # the longest a new-tab hook may hold the client's command
 _HOP_HEADERS = frozenset(
     {"connection", "keep-alive", "transfer-encoding", "upgrade", "host", "content-length", "content-encoding"}
 )
@@ -57,6 +59,21 @@ def _without_token(request: web.Request) -> str:
         return raw
     kept = [part for part in query.split("&") if not part.startswith("jwt=")]
     return path + ("?" + "&".join(kept) if kept else "")
+
+
+def opens_tab_on_url(frame: str) -> bool:
+    """Whether a client's websocket frame is `Target.createTarget` with a URL (other than a blank one)."""
+    if "Target.createTarget" not in frame:  # most frames: a scan, no parse
+        return False
+    try:
+        message = json.loads(frame)
+    except ValueError:
+        return False
+    if not isinstance(message, dict) or message.get("method") != "Target.createTarget":
+        return False
+    params = message.get("params")
+    url = params.get("url") if isinstance(params, dict) else None
+    return isinstance(url, str) and url not in _BLANK_URLS
 
 
 class ChromiumUnavailable(Exception):
@@ -93,6 +110,16 @@ class CDPProxy:
         self._sockets: set[web.WebSocketResponse] = set()
         # Told of each websocket client: ("connect" | "disconnect", details); telemetry listens here.
         self.listeners: list[Callable[[str, dict[str, Any]], None]] = []
+        # Awaited before a client's command that opens a tab on a URL reaches Chromium (WebMCP holds that
+        # tab's first document until its script is in); the client's later frames wait behind it.
+        self.new_tab_hooks: list[Callable[[], Awaitable[None]]] = []
+
+    async def _before_new_tab(self) -> None:
+        for hook in list(self.new_tab_hooks):
+            try:
+                await asyncio.wait_for(hook(), NEW_TAB_HOOK_S)
+            except Exception:
+                log.exception("CDP proxy new-tab hook failed")
 
     def _tell(self, kind: str, details: dict[str, Any]) -> None:
         for listener in list(self.listeners):
@@ -188,7 +215,10 @@ class CDPProxy:
         assert self._http is not None
         http = self._http
         body = await request.read()
-        url = f"http://{self.upstream}{_without_token(request)}"
+        path = _without_token(request)
+        if request.path == "/json/new" and path.partition("?")[2] not in _BLANK_URLS:
+            await self._before_new_tab()
+        url = f"http://{self.upstream}{path}"
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _HOP_HEADERS}
 
         async def attempt() -> tuple[int, str, bytes]:
@@ -288,7 +318,9 @@ class CDPProxy:
         self.total_connections += 1
         connection_id, opened, relayed = str(self.total_connections), time.monotonic(), [0]
         self._tell("connect", {"connection_id": connection_id})
-        to_chromium = asyncio.create_task(self._pump(client, upstream, relayed), name="cdp-proxy-up")
+        to_chromium = asyncio.create_task(
+            self._pump(client, upstream, relayed, from_client=True), name="cdp-proxy-up"
+        )
         to_client = asyncio.create_task(self._pump(upstream, client, relayed), name="cdp-proxy-down")
         reason = "context_cancelled"
         try:
@@ -326,6 +358,8 @@ class CDPProxy:
         source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
         sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
         relayed: list[int] | None = None,
+        *,
+        from_client: bool = False,
     ) -> None:
         try:
             async for message in source:
@@ -333,6 +367,8 @@ class CDPProxy:
                 if relayed is not None:
                     relayed[0] += 1
                 if message.type == WSMsgType.TEXT:
+                    if from_client and self.new_tab_hooks and opens_tab_on_url(message.data):
+                        await self._before_new_tab()
                     await sink.send_str(message.data)
                 elif message.type == WSMsgType.BINARY:
                     await sink.send_bytes(message.data)

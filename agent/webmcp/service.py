@@ -2,16 +2,18 @@
 
 Chromium 156 (Debian) has WebMCP only behind a feature flag that is off, so the agent injects `shim.js` into
 every document of every tab: a browser session of its own auto-attaches to every page target (new tabs wait
-until the script is added, existing ones get it for their current document too, `runImmediately`). The pause
-on start does not hold a new tab's first navigation (a tab created with its URL, a noopener popup), so the
-same session pauses every document request (Fetch, Request stage) and continues it at once, except the first
-one of a page target whose script is not sent yet: that one waits (at most HOLD_S) until it is. Tools are
-not mirrored here: a listing asks each page's top-level document for its live registrations, so a tool is
-gone as soon as its document is. A `tool_ref` names the target, the document (a token the shim draws per
-document), the tool and its registration: invoking a ref whose document or registration is gone is a 404,
-never a call of something else. An invocation is sent once; if it does not finish in time, or its tab or
-document goes away meanwhile, the answer is `status: error` with `error_text` starting `outcome_unknown` and
-nothing is retried.
+until the script is added, existing ones get it for their current document too, `runImmediately`; the script,
+Page.enable and the resume go in one burst, so a popup's first document has it). The pause on start does not
+hold the first navigation of a tab a CDP client creates on a URL (`Target.createTarget {url}`,
+`/json/new?url`): while such a command goes through the :9222 proxy, the same session pauses document requests
+(Fetch, Request stage) and continues them at once, except the first one of a page target whose script is not
+sent yet: that one waits (at most HOLD_S) until it is. Only meanwhile: interception slows every request of
+every tab. Tools are not mirrored here: a listing asks each page's top-level document for its live
+registrations, so a tool is gone as soon as its document is. A `tool_ref` names the target, the document (a
+token the shim draws per document), the tool and its registration: invoking a ref whose document or
+registration is gone is a 404, never a call of something else. An invocation is sent once; if it does not
+finish in time, or its tab or document goes away meanwhile, the answer is `status: error` with `error_text`
+starting `outcome_unknown` and nothing is retried.
 
 Embedded frames: a same-process frame (same origin, or another origin of the same site) is asked through
 its document's main-world object (DOM.getFrameOwner → describeNode's contentDocument → resolveNode →
@@ -51,7 +53,8 @@ log = logging.getLogger(__name__)
 
 SHIM = Path(__file__).with_name("shim.js").read_text()
 _PAGES = [{"type": "page", "exclude": False}, {"exclude": True}]
-# Every document request is paused at the browser level until its tab has the script (see _hold).
+# While a tab opens on a URL, document requests are paused at the browser level until its tab has the script
+# (see before_new_tab and _hold).
 _DOCUMENTS = [{"urlPattern": "*", "resourceType": "Document", "requestStage": "Request"}]
 HOLD_S = 3.0  # the longest a new tab's first document request waits for the script
 _IFRAMES = [{"type": "iframe", "exclude": False}, {"exclude": True}]  # a tab's out-of-process frames
@@ -166,6 +169,12 @@ class WebmcpService:
         self._browser_session: str | None = None
         self._sent: set[str] = set()  # page targets whose script is sent (their documents may go on)
         self._prepared: dict[str, asyncio.Event] = {}  # page target id → set once its script is sent
+        # Tabs about to open on a URL (see before_new_tab): while any is, the browser session pauses
+        # document requests. `_releases` counts new tabs' first documents let go; `_released` is pulsed then.
+        self._holds = 0
+        self._hold_lock = asyncio.Lock()
+        self._releases = 0
+        self._released = asyncio.Event()
         self._state = asyncio.Event()
         self._subscription: Subscription | None = None
         self._remove_state: Any = None
@@ -213,9 +222,7 @@ class WebmcpService:
             self._subscription.close()
         self._subscription = self.cdp.subscribe(self._on_event, session_id=session)
         self._browser_session = session
-        # The pause on start does not hold a new tab's first navigation (a tab created with a URL, a noopener
-        # popup): its document could run before the script is in. Its request is held here instead.
-        await self.cdp.send("Fetch.enable", {"patterns": _DOCUMENTS}, session_id=session)
+        self._holds = 0  # a new session: no pause on it yet
         params = {"autoAttach": True, "waitForDebuggerOnStart": True, "flatten": True, "filter": _PAGES}
         await self.cdp.send("Target.setAutoAttach", params, session_id=session)
         self._ready.set()
@@ -309,10 +316,54 @@ class WebmcpService:
                 with contextlib.suppress(CDPError, TimeoutError):
                     await self.cdp.send("Runtime.runIfWaitingForDebugger", session_id=session, timeout=5)
 
+    async def before_new_tab(self) -> None:
+        """Before a CDP client's command that opens a tab on a URL reaches Chromium (the :9222 proxy calls
+        this). Chromium starts such a tab's first navigation before the tab is attached, and the pause on
+        start does not hold it, so its document could run before the script is in: the browser session
+        pauses document requests (Fetch, Request stage) until that tab's first one has gone on with the
+        script in, or HOLD_S at most. Only meanwhile: Fetch interception routes every request of every tab
+        through the browser process (always on, it cost each /curl about 3.5 ms here)."""
+        session = self._browser_session
+        if session is None or not self._ready.is_set():
+            return  # not attached (Chromium down): the tab gets the script when it is
+        async with self._hold_lock:
+            if session != self._browser_session:
+                return
+            if self._holds == 0:
+                try:
+                    params = {"patterns": _DOCUMENTS}
+                    await self.cdp.send("Fetch.enable", params, session_id=session, timeout=5)
+                except (CDPError, TimeoutError) as exc:
+                    log.debug("webmcp: cannot pause document requests: %s", exc)
+                    return
+            self._holds += 1
+        self._tasks.spawn(self._end_hold(session, self._releases), name="webmcp-end-hold")
+
+    async def _end_hold(self, session: str, releases: int) -> None:
+        """Once a new tab's first document has gone on since the hold began (or HOLD_S), and no other tab is
+        opening, document requests go unpaused again."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(HOLD_S):
+                while self._releases == releases:
+                    await self._released.wait()
+        async with self._hold_lock:
+            if session != self._browser_session:
+                return  # Chromium restarted meanwhile: that session and its pause are gone
+            self._holds -= 1
+            if self._holds == 0:
+                with contextlib.suppress(CDPError, TimeoutError):
+                    await self.cdp.send("Fetch.disable", session_id=session, timeout=5)
+
+    def _first_document_released(self) -> None:
+        self._releases += 1
+        released, self._released = self._released, asyncio.Event()
+        released.set()
+
     async def _hold(self, params: dict[str, Any], session: str) -> None:
         """A document request goes on at once unless it is the first one of a tab the script is not in yet:
         that one waits (at most HOLD_S) until the tab is prepared. Always continued, never changed."""
         frame = str(params.get("frameId", ""))
+        first = False
         try:
             if frame and frame not in self._sent:
                 info = await self.cdp.send(
@@ -320,6 +371,7 @@ class WebmcpService:
                 )
                 target = info.get("targetInfo", {})
                 if target.get("type") == "page" and not target.get("subtype") and frame not in self._sent:
+                    first = True
                     event = self._prepared.setdefault(frame, asyncio.Event())
                     try:
                         await asyncio.wait_for(event.wait(), HOLD_S)
@@ -337,6 +389,8 @@ class WebmcpService:
                 await self.cdp.send(
                     "Fetch.continueRequest", {"requestId": params["requestId"]}, session_id=session, timeout=5
                 )
+            if first:
+                self._first_document_released()
 
     async def _wait_ready(self) -> None:
         try:

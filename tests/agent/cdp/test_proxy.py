@@ -11,6 +11,7 @@ import pytest
 import websockets
 from playwright.async_api import async_playwright
 
+from agent.cdp.proxy import opens_tab_on_url
 from agent.sandbox import Sandbox
 from tests.conftest import AgentClient
 
@@ -137,3 +138,22 @@ async def test_live_connections_are_counted(sandbox: Sandbox, agent: AgentClient
             break
         await asyncio.sleep(0.02)
     assert await connections() == before
+
+
+@pytest.mark.parametrize(
+    ("frame", "opens"),
+    [
+        ('{"id":1,"method":"Target.createTarget","params":{"url":"http://x/"}}', True),
+        ('{"id":1, "method" : "Target.createTarget", "params": {"url": "https://a/", "x": 1}}', True),
+        ('{"id":1,"method":"Target.createTarget","params":{"url":"about:blank"}}', False),
+        ('{"id":1,"method":"Target.createTarget","params":{"url":""}}', False),
+        ('{"id":1,"method":"Target.createTarget","params":{}}', False),
+        ('{"id":1,"method":"Runtime.evaluate","params":{"expression":"\'Target.createTarget\'"}}', False),
+        ('{"id":1,"method":"Target.createTarget","params":{"url":', False),
+        ('["Target.createTarget"]', False),
+        ('{"method":"Target.createTarget","params":["http://x/"]}', False),
+        ('{"id":1,"method":"Page.navigate","params":{"url":"http://x/"}}', False),
+    ],
+)
+def test_which_client_frames_open_a_tab_on_a_url(frame: str, opens: bool) -> None:
+    assert opens_tab_on_url(frame) is opens

@@ -1,15 +1,19 @@
-"""A tab opened directly on a URL (Target.createTarget with the URL, window.open) gets the injected
-navigator.modelContext before its first document's scripts run: an inline registration is never missed."""
+"""A tab opened directly on a URL (Target.createTarget with the URL, /json/new?url, window.open) gets the
+injected navigator.modelContext before its first document's scripts run: an inline registration is never
+missed."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 
+from agent.sandbox import Sandbox
 from harness.cdp import PageSession
 from tests.agent.webmcp.test_webmcp import invoke, list_tools
 from tests.conftest import AgentClient
@@ -24,7 +28,7 @@ navigator.modelContext.registerTool({
 });
 </script><p>first</p>"""
 OPENER = "<!doctype html><title>opener</title><script>window.__ready = true;</script>"
-ROUNDS = 4
+ROUNDS = int(os.environ.get("WEBMCP_NEW_TAB_ROUNDS", "4"))
 
 
 @pytest.fixture
@@ -98,3 +102,14 @@ async def test_a_popup_opened_by_a_page_has_its_first_documents_tools(
             "Runtime.evaluate", expression=f"window.open({url!r}, '_blank', 'noopener')", userGesture=True
         )
         await check_and_close(agent, cdp_page, url, f"first_noopener{n}")
+
+
+async def test_a_tab_opened_with_json_new_on_its_url_has_its_first_documents_tools(
+    agent: AgentClient, cdp_page: PageSession, sandbox: Sandbox, site: str
+) -> None:
+    async with aiohttp.ClientSession() as http:
+        for n in range(ROUNDS):
+            url = f"{site}/first?n=jsonnew{n}"
+            async with http.put(f"{sandbox.cdp_url}/json/new?{url}") as response:
+                assert response.status == 200
+            await check_and_close(agent, cdp_page, url, f"first_jsonnew{n}")
