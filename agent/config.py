@@ -95,6 +95,9 @@ class Config:
     playwright_node: str = ""
     # How long a new worker may take to start and connect to Chromium.
     playwright_start_timeout_s: float = 30.0
+    # An execute worker with no call for this long disconnects from Chromium and connects again on its next
+    # call (that call pays the connection); 0 = stay connected. Connected, Playwright instruments every tab.
+    playwright_idle_detach_s: float = 60.0
 
     # --- logs (agent/logs) ---
     # GET /logs/stream: a longer line arrives as several events of at most this many bytes (of the file).

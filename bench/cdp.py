@@ -1,5 +1,6 @@
-"""The CDP plane: /playwright/execute on a warm worker vs a Node process per call (a per-request runner).
-/curl is `bench/curl.py`'s."""
+"""The CDP plane: /playwright/execute on a warm worker vs a Node process per call (a per-request runner), and
+the first call after the worker's idle disconnect (`playwright_idle_detach_s`, short here). /curl is
+`bench/curl.py`'s."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import aiohttp
@@ -15,7 +17,9 @@ import aiohttp
 from agent.playwright.service import bundled_driver
 from agent.sandbox import Sandbox
 
-from .common import measure, report, sandbox
+from .common import Timing, measure, report, sandbox
+
+IDLE_S = 0.5  # the sandbox's playwright_idle_detach_s: the warm calls come faster than that
 
 # What a per-request runner does: start Node, load playwright-core, connect over CDP, run the code, exit.
 COLD_RUNNER = """
@@ -72,11 +76,19 @@ async def run(box: Sandbox) -> None:
                 lambda: post("/playwright/execute", {"code": "return await page.title()"}),
             )  # fmt: skip
             print(f"(page.title() on the warm worker: p50 {title.p50:.2f} ms, p90 {title.p90:.2f} ms)")
+            samples = []
+            for _ in range(10):
+                await asyncio.sleep(IDLE_S * 4)  # the worker has disconnected meanwhile
+                started = time.perf_counter()
+                await post("/playwright/execute", {"code": "return 1"})
+                samples.append((time.perf_counter() - started) * 1000)
+            after_idle = Timing("the first call after an idle disconnect (connects again)", samples)
+            report("playwright execute after idle: return 1", warm, [after_idle, per_call])
 
     finally:
         shutil.rmtree(script.parent, ignore_errors=True)  # leave nothing behind in /tmp
 
 
 def main() -> None:
-    with sandbox() as box:
+    with sandbox(playwright_idle_detach_s=IDLE_S) as box:
         asyncio.run(run(box))

@@ -23,6 +23,7 @@ async def lifecycle(services: Services, config: Config) -> AsyncIterator[None]:
         max_executors=config.playwright_max_executors,
         start_timeout_s=config.playwright_start_timeout_s,
         temp_dir=config.state_dir.absolute() / "tmp",
+        idle_detach_s=config.playwright_idle_detach_s,
     )
     services.provide(PLAYWRIGHT_KEY, service)
     service.warm_up()

@@ -49,8 +49,10 @@ class Worker:
         name: str,
         temp_dir: Path | None,
         node_args: tuple[str, ...] = (),
+        idle_detach_s: float = 0.0,
     ) -> None:
         self.node, self.core, self.endpoint, self.name = node, core, endpoint, name
+        self.idle_detach_s = idle_detach_s  # disconnect from Chromium after this long with no call (0: never)
         self.node_args = node_args
         self.temp_dir = temp_dir
         self.process: asyncio.subprocess.Process | None = None
@@ -71,6 +73,7 @@ class Worker:
             **os.environ,
             "AGENT_PLAYWRIGHT_CORE": str(self.core),
             "AGENT_CDP_ENDPOINT": self.endpoint,
+            "AGENT_PLAYWRIGHT_IDLE_DETACH_MS": str(round(self.idle_detach_s * 1000)),
         }
         if self.temp_dir is not None:
             # Playwright keeps a playwright-artifacts-* directory in TMPDIR per connection, left behind

@@ -41,8 +41,10 @@ class PlaywrightService:
         start_timeout_s: float = 30.0,
         connect_wait_s: float = 10.0,
         temp_dir: Path | None = None,
+        idle_detach_s: float = 0.0,
     ) -> None:
         bundled_node, self.core = bundled_driver()
+        self.idle_detach_s = idle_detach_s
         self.node = Path(node) if node else bundled_node
         self.cdp = cdp
         self.endpoint = endpoint
@@ -61,7 +63,9 @@ class PlaywrightService:
         return {"executors": len(self.executors.items), "workers": self.executors.workers()}
 
     async def _start_worker(self, name: str) -> Worker:
-        worker = Worker(self.node, self.core, self.endpoint, name, self.temp_dir)
+        worker = Worker(
+            self.node, self.core, self.endpoint, name, self.temp_dir, idle_detach_s=self.idle_detach_s
+        )
         await worker.start(self.start_timeout_s)
         return worker
 
