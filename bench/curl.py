@@ -18,6 +18,7 @@ NEW_ORIGINS = 22
 MiB = 1024 * 1024
 RAW_BYTES = 256 * MiB  # the /curl/raw download
 _BLOCK = b"r" * MiB
+PLAYWRIGHT_IDLE_S = 1.0
 
 
 async def _echo(request: web.Request) -> web.Response:
@@ -68,6 +69,7 @@ async def run(box: Sandbox) -> None:
     for n in range(2, 2 + NEW_ORIGINS):
         await web.TCPSite(runner, f"127.0.0.{n}", port).start()
     new_origins = iter(f"http://127.0.0.{n}:{port}/echo" for n in range(2, 2 + NEW_ORIGINS))
+    await asyncio.sleep(PLAYWRIGHT_IDLE_S * 3)  # the warm Playwright worker disconnects meanwhile (see main)
     tab = await PageSession.open(box.cdp_url)
     await tab.navigate(f"http://127.0.0.1:{port}/page")
     try:
@@ -143,5 +145,8 @@ async def run(box: Sandbox) -> None:
 
 
 def main() -> None:
-    with sandbox() as box:
+    # The steady state of a sandbox nobody has asked for Playwright in the last playwright_idle_detach_s (60 s
+    # by default): its warm worker has disconnected (connected, Playwright instruments every tab). A short
+    # idle time here, and a wait in run(), get there without a minute's wait.
+    with sandbox(playwright_idle_detach_s=PLAYWRIGHT_IDLE_S) as box:
         asyncio.run(run(box))
