@@ -70,7 +70,8 @@ class PlaywrightService:
         return worker
 
     async def _start_repl_worker(self) -> Worker:
-        # --expose-internals: the REPL rewrites top-level await with Node's own internal/repl/await.
+        # --expose-internals: the REPL rewrites top-level await with Node's own internal/repl/await. No idle
+        # disconnect (idle_detach_s 0): the REPL's bindings may hold the connection's objects.
         worker = Worker(self.node, self.core, self.endpoint, "repl", self.temp_dir, ("--expose-internals",))
         await worker.start(self.start_timeout_s)
         return worker

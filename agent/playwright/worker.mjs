@@ -6,8 +6,8 @@
 // An execute worker that has had no call for AGENT_PLAYWRIGHT_IDLE_DETACH_MS (0 = never) disconnects, and
 // connects again on its next call: while connected, Playwright keeps Network, Runtime and Page enabled on every
 // tab, and Chromium then reports every request and console line of every tab to it (measured: ~3 ms more per
-// request of a tab, and a quarter of a core for a page logging 3,000 lines/s). The REPL worker stays connected:
-// its bindings may hold this connection's objects.
+// request of a tab, and a quarter of a core for a page logging 3,000 lines/s). The agent starts the REPL worker
+// with 0: its bindings may hold this connection's objects.
 //
 // Protocol: one JSON request per line on stdin, one JSON answer per line on the file descriptor AGENT_REPLY_FD
 // (stdout and stderr stay free for whatever the code or Node prints).
@@ -38,7 +38,6 @@ const PREFIX = "async function __agent_execute(page, context, browser, console) 
 let browser = null;
 let connecting = null;
 const idleDetachMs = Number(process.env.AGENT_PLAYWRIGHT_IDLE_DETACH_MS || 0);
-const isRepl = process.execArgv.includes("--expose-internals");
 let idleTimer = null;
 
 function stopIdleTimer() {
@@ -48,7 +47,7 @@ function stopIdleTimer() {
 
 function startIdleTimer() {
   stopIdleTimer();
-  if (isRepl || !(idleDetachMs > 0)) return;
+  if (!(idleDetachMs > 0)) return;
   idleTimer = setTimeout(() => {
     idleTimer = null;
     const connected = browser;
