@@ -9,7 +9,6 @@ import json
 import os
 import shutil
 import tempfile
-import time
 from pathlib import Path
 
 import aiohttp
@@ -17,7 +16,7 @@ import aiohttp
 from agent.playwright.service import bundled_driver
 from agent.sandbox import Sandbox
 
-from .common import Timing, measure, report, sandbox
+from .common import measure, report, sandbox
 
 IDLE_S = 0.5  # the sandbox's playwright_idle_detach_s: the warm calls come faster than that
 
@@ -76,13 +75,11 @@ async def run(box: Sandbox) -> None:
                 lambda: post("/playwright/execute", {"code": "return await page.title()"}),
             )  # fmt: skip
             print(f"(page.title() on the warm worker: p50 {title.p50:.2f} ms, p90 {title.p90:.2f} ms)")
-            samples = []
-            for _ in range(10):
-                await asyncio.sleep(IDLE_S * 4)  # the worker has disconnected meanwhile
-                started = time.perf_counter()
-                await post("/playwright/execute", {"code": "return 1"})
-                samples.append((time.perf_counter() - started) * 1000)
-            after_idle = Timing("the first call after an idle disconnect (connects again)", samples)
+            after_idle = await measure(
+                "the first call after an idle disconnect (connects again)", 10,
+                lambda: post("/playwright/execute", {"code": "return 1"}),
+                warmup=0, pause_s=IDLE_S * 4,  # the worker disconnects during each pause
+            )  # fmt: skip
             report("playwright execute after idle: return 1", warm, [after_idle, per_call])
 
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import statistics
 import time
@@ -33,11 +34,16 @@ class Timing:
         return ordered[min(len(ordered) - 1, int(len(ordered) * 0.9))]
 
 
-async def measure(name: str, runs: int, action: Callable[[], Awaitable[object]], warmup: int = 3) -> Timing:
+async def measure(
+    name: str, runs: int, action: Callable[[], Awaitable[object]], warmup: int = 3, pause_s: float = 0.0
+) -> Timing:
+    """`runs` timed calls of `action` after `warmup` untimed ones; `pause_s`: an untimed wait before each."""
     for _ in range(warmup):
         await action()
     samples = []
     for _ in range(runs):
+        if pause_s:
+            await asyncio.sleep(pause_s)
         start = time.perf_counter()
         await action()
         samples.append((time.perf_counter() - start) * 1000)

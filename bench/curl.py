@@ -86,10 +86,10 @@ async def run(box: Sandbox) -> None:
                 async with http.get(target) as response:
                     await response.read()
 
-            # Interleaved rounds (direct, then ours) so that a load spike of the machine hits both.
             async def page_fetch() -> None:
                 await tab.evaluate("fetch('/echo').then(r => r.text())")
 
+            # Interleaved rounds (direct, the floor, then ours) so that a load spike of the machine hits all.
             ours_ms: list[float] = []
             peer_ms: list[float] = []
             floor_ms: list[float] = []
